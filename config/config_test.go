@@ -1,0 +1,51 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestDefaultIsValid(t *testing.T) {
+	require.NoError(t, Default().Validate())
+}
+
+func TestLoadStrictYAMLAndEnv(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	require.NoError(t, os.WriteFile(good, []byte("upstream:\n  url: https://registry.example\nserver:\n  listen: \":6000\"\n"), 0o600))
+	c, err := Load(good, []string{"TOLLGATE_DATA_DIR=/var/lib/tg", "TOLLGATE_ADMIN_ACCESS_KEY_ID=AKID", "TOLLGATE_ADMIN_SECRET_ACCESS_KEY=s3cret"})
+	require.NoError(t, err)
+	assert.Equal(t, "https://registry.example", c.Upstream.URL)
+	assert.Equal(t, ":6000", c.Server.Listen)
+	assert.Equal(t, "/var/lib/tg", c.DataDir)
+	assert.Equal(t, []AccessKey{{AccessKeyID: "AKID", SecretAccessKey: "s3cret"}}, c.Admin.AccessKeys)
+	require.NoError(t, c.Validate())
+
+	bad := filepath.Join(dir, "bad.yaml")
+	require.NoError(t, os.WriteFile(bad, []byte("upstream:\n  ulr: https://typo.example\n"), 0o600))
+	_, err = Load(bad, []string{})
+	require.Error(t, err, "unknown keys must be errors")
+	assert.Contains(t, err.Error(), "ulr")
+}
+
+func TestValidateRejects(t *testing.T) {
+	for name, mutate := range map[string]func(*Config){
+		"bad upstream":          func(c *Config) { c.Upstream.URL = "ftp://x" },
+		"continuous with basic": func(c *Config) { c.Scanning.ScanType = "BASIC" },
+		"bad rescan duration":   func(c *Config) { c.Scanning.RescanDuration = "DAYS_7" },
+		"lifetime pull window":  func(c *Config) { c.Scanning.PullDateRescanDuration = "LIFETIME" },
+		"half access key":       func(c *Config) { c.Admin.AccessKeys = []AccessKey{{AccessKeyID: "x"}} },
+		"bad log format":        func(c *Config) { c.Log.Format = "xml" },
+		"bad policy severity":   func(c *Config) { c.Policy = []PullPolicy{{Severity: "SEVERE"}} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := Default()
+			mutate(&c)
+			assert.Error(t, c.Validate())
+		})
+	}
+}
