@@ -85,3 +85,31 @@ const (
 	StatusActive   = "ACTIVE"
 	StatusInactive = "INACTIVE"
 )
+
+// EventKind says what happened to an image in a repository.
+type EventKind string
+
+// Event kinds recorded by the proxy.
+const (
+	EventPush    EventKind = "push"    // manifest PUT answered 201
+	EventPull    EventKind = "pull"    // manifest GET answered 200 (HEAD is not a pull)
+	EventDelete  EventKind = "delete"  // manifest or tag DELETE answered 202
+	EventArchive EventKind = "archive" // storage class set to ARCHIVE
+	EventRestore EventKind = "restore" // storage class set to STANDARD
+)
+
+// Event is one push, pull or delete seen by the proxy. The proxy writes it to
+// the records before answering the client, then hands it to observers
+// (lifecycle) that trigger scans.
+type Event struct {
+	Kind       EventKind     `json:"kind"`
+	Repository string        `json:"repository"`
+	Digest     digest.Digest `json:"digest"`
+	Tag        string        `json:"tag,omitempty"`
+	MediaType  string        `json:"mediaType,omitempty"`
+	Size       int64         `json:"size,omitempty"`
+	// Manifest is the raw manifest body (push, and pull when the proxy read it).
+	Manifest []byte    `json:"-"`
+	Mirror   bool      `json:"mirror,omitempty"` // seen through mirror mode
+	At       time.Time `json:"at"`
+}
