@@ -7,5 +7,6 @@ func subcommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{
 		newServeCmd(g),
 		newVersionCmd(g),
+		newScanCmd(g),
 	}
 }
