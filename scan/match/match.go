@@ -1,0 +1,292 @@
+package match
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/tollgate-registry/tollgate/scan"
+)
+
+// PackageKey is the (ecosystem, name) pair advisories are filed under.
+// Ecosystem is release-qualified for OS packages ("Debian:12").
+type PackageKey struct {
+	Ecosystem string `json:"ecosystem"`
+	Name      string `json:"name"`
+}
+
+func (k PackageKey) String() string { return k.Ecosystem + "/" + k.Name }
+
+// sourceKeyed are the OS ecosystems whose feeds file advisories under the
+// source package (Debian/Ubuntu `Source:`, apk origin). Red Hat-family feeds
+// (AlmaLinux, Rocky, Red Hat, SUSE) name binary RPMs and are matched by the
+// package's own name.
+var sourceKeyed = map[string]bool{
+	"Debian": true, "Ubuntu": true, "Alpine": true, "Wolfi": true, "Chainguard": true,
+	"Alpaquita": true, "BellSoft Hardened Containers": true, "MinimOS": true,
+}
+
+// LookupKey returns the key the advisories for p are filed under, and the
+// version to compare: for source-keyed OS ecosystems (Debian, Ubuntu,
+// Alpine, Wolfi) the source package name and version (SourceName falling
+// back to Name, SourceVersion to Version); for every other package its own
+// name and version. ok is false when p is not matched at all: a language
+// package whose files an OS package owns (OSManaged: the distribution
+// backports fixes without changing the upstream version, so it is matched
+// only through the OS package's advisories), or a package without ecosystem.
+func LookupKey(p *scan.Package) (key PackageKey, version string, ok bool) {
+	if p.Ecosystem == "" || p.Name == "" || p.Version == "" {
+		return key, "", false
+	}
+	if p.OSManaged && p.Kind != scan.KindOS {
+		return key, "", false
+	}
+	key = PackageKey{Ecosystem: p.Ecosystem, Name: p.Name}
+	version = p.Version
+	if p.Kind == scan.KindOS && sourceKeyed[BaseEcosystem(p.Ecosystem)] {
+		if p.SourceName != "" {
+			key.Name = p.SourceName
+		}
+		if p.SourceVersion != "" {
+			version = p.SourceVersion
+		}
+	}
+	return key, version, true
+}
+
+// Keys returns the distinct lookup keys of inv's matched packages, sorted.
+func Keys(inv *scan.Inventory) []PackageKey {
+	seen := map[PackageKey]bool{}
+	var out []PackageKey
+	for i := range inv.Packages {
+		k, _, ok := LookupKey(&inv.Packages[i])
+		if ok && !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out
+}
+
+// supportedOS are os-release IDs with an OSV advisory source.
+var supportedOS = map[string]bool{
+	"debian": true, "ubuntu": true, "alpine": true, "almalinux": true, "rocky": true,
+	"rhel": true, "wolfi": true, "chainguard": true, "sles": true, "opensuse-leap": true,
+	"opensuse-tumbleweed": true, "opensuse": true, "mageia": true, "openeuler": true,
+}
+
+// SupportedOS reports whether the image's OS has an advisory source
+// (Debian, Ubuntu, Alpine, AlmaLinux, Rocky, RHEL, Wolfi, Chainguard, SUSE,
+// openSUSE, Mageia, openEuler). An image without os-release (nil: static
+// binaries, distroless) is supported: its language packages are matched.
+// When it returns false the caller records scan status UNSUPPORTED_OS.
+func SupportedOS(os *scan.OSRelease) bool {
+	if os == nil || os.ID == "" {
+		return true
+	}
+	return supportedOS[strings.ToLower(os.ID)]
+}
+
+// FindingID is the stable finding id: hex SHA-256 (first 128 bits) of the
+// image manifest digest, the package's ecosystem, name, version and path,
+// and the vulnerability id. Rescans of the same image give the same id.
+func FindingID(image digest.Digest, p *scan.Package, vulnID string) string {
+	h := sha256.New()
+	for _, s := range []string{image.String(), p.Ecosystem, p.Name, p.Version, p.Path, vulnID} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// Match matches every package of inv against adv and returns the findings,
+// highest severity first, one per (package, vulnerability id). Withdrawn
+// advisories are skipped. The vulnerability id is the advisory's CVE id when
+// it has one (its own id or an alias); the other ids go to RelatedIDs; two
+// advisories naming the same CVE for the same package give one finding.
+// Status is ACTIVE; observation times are left zero for the caller (the
+// findings store) to set. Errors are ctx's or adv's, wrapped.
+func Match(ctx context.Context, inv *scan.Inventory, adv Advisories) ([]scan.Finding, error) {
+	cache := map[PackageKey][]Advisory{}
+	var out []scan.Finding
+	byID := map[string]int{}
+	for i := range inv.Packages {
+		p := &inv.Packages[i]
+		key, version, ok := LookupKey(p)
+		if !ok {
+			continue
+		}
+		advs, seen := cache[key]
+		if !seen {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			var err error
+			advs, err = adv.ForPackage(ctx, key.Ecosystem, key.Name)
+			if err != nil {
+				return nil, fmt.Errorf("match: advisories for %s: %w", key, err)
+			}
+			cache[key] = advs
+		}
+		for _, f := range MatchPackage(inv.Image, p, key, version, advs) {
+			if j, dup := byID[f.ID]; dup {
+				mergeFinding(&out[j], f)
+				continue
+			}
+			byID[f.ID] = len(out)
+			out = append(out, f)
+		}
+	}
+	SortFindings(out)
+	return out, nil
+}
+
+// MatchPackage matches one package (looked up under key, compared at
+// version; see LookupKey) against advs, the advisories filed under key.
+func MatchPackage(image digest.Digest, p *scan.Package, key PackageKey, version string, advs []Advisory) []scan.Finding {
+	var out []scan.Finding
+	for ai := range advs {
+		a := &advs[ai]
+		if a.IsWithdrawn() {
+			continue
+		}
+		var hit *Affected
+		var fixed []string
+		unfixed := false
+		for fi := range a.Affected {
+			af := &a.Affected[fi]
+			if af.Package.Ecosystem != key.Ecosystem || af.Package.Name != key.Name {
+				continue
+			}
+			vd := af.Evaluate(key.Ecosystem, version)
+			if !vd.Affected {
+				continue
+			}
+			if hit == nil {
+				hit = af
+			}
+			for _, f := range vd.Fixed {
+				fixed = appendUniq(fixed, f)
+			}
+			unfixed = unfixed || vd.Unfixed
+		}
+		if hit == nil {
+			continue
+		}
+		out = append(out, newFinding(image, p, a, hit, fixed, unfixed))
+	}
+	return out
+}
+
+func newFinding(image digest.Digest, p *scan.Package, a *Advisory, af *Affected, fixed []string, unfixed bool) scan.Finding {
+	vulnID, related := VulnerabilityID(a)
+	cvss := CVSSScores(append(append([]SeverityScore{}, af.Severity...), a.Severity...))
+	vendor := VendorSeverity(a, af)
+	fix := "NO"
+	switch {
+	case len(fixed) > 0 && !unfixed:
+		fix = "YES"
+	case len(fixed) > 0:
+		fix = "PARTIAL"
+	}
+	title := a.Summary
+	if title == "" {
+		title = vulnID + " - " + p.Name
+	}
+	var refs []string
+	src := ""
+	for _, r := range a.References {
+		if r.Type == "ADVISORY" && src == "" {
+			src = r.URL
+		}
+		if len(refs) < 20 {
+			refs = append(refs, r.URL)
+		}
+	}
+	if src == "" {
+		src = "https://osv.dev/vulnerability/" + a.ID
+	}
+	return scan.Finding{
+		ID:              FindingID(image, p, vulnID),
+		Image:           image,
+		VulnerabilityID: vulnID,
+		AdvisoryID:      a.ID,
+		RelatedIDs:      related,
+		Title:           title,
+		Description:     a.Details,
+		Severity:        severityOf(cvss, vendor),
+		VendorSeverity:  vendor,
+		CVSS:            cvss,
+		FixedVersions:   fixed,
+		FixAvailable:    fix,
+		Package:         *p,
+		SourceURL:       src,
+		References:      refs,
+		Status:          scan.FindingActive,
+	}
+}
+
+// VulnerabilityID returns the id a finding reports for a: the CVE id when a
+// is one or has one as alias, else a's own id; related holds the other ids
+// (a's id and aliases), sorted.
+func VulnerabilityID(a *Advisory) (id string, related []string) {
+	id = a.ID
+	if !strings.HasPrefix(id, "CVE-") {
+		for _, al := range a.Aliases {
+			if strings.HasPrefix(al, "CVE-") {
+				id = al
+				break
+			}
+		}
+	}
+	for _, x := range append([]string{a.ID}, a.Aliases...) {
+		if x != id {
+			related = appendUniq(related, x)
+		}
+	}
+	sort.Strings(related)
+	return id, related
+}
+
+func mergeFinding(dst *scan.Finding, src scan.Finding) {
+	for _, r := range append([]string{src.AdvisoryID}, src.RelatedIDs...) {
+		if r != dst.VulnerabilityID && r != dst.AdvisoryID {
+			dst.RelatedIDs = appendUniq(dst.RelatedIDs, r)
+		}
+	}
+	sort.Strings(dst.RelatedIDs)
+	for _, f := range src.FixedVersions {
+		dst.FixedVersions = appendUniq(dst.FixedVersions, f)
+	}
+	if src.Severity.Rank() > dst.Severity.Rank() {
+		dst.Severity = src.Severity
+	}
+	dst.CVSS = append(dst.CVSS, src.CVSS...)
+	if dst.VendorSeverity == "" {
+		dst.VendorSeverity = src.VendorSeverity
+	}
+}
+
+// SortFindings orders findings by severity (highest first), then
+// vulnerability id, package name and version.
+func SortFindings(fs []scan.Finding) {
+	sort.SliceStable(fs, func(i, j int) bool {
+		a, b := fs[i], fs[j]
+		if ra, rb := a.Severity.Rank(), b.Severity.Rank(); ra != rb {
+			return ra > rb
+		}
+		if a.VulnerabilityID != b.VulnerabilityID {
+			return a.VulnerabilityID < b.VulnerabilityID
+		}
+		if a.Package.Name != b.Package.Name {
+			return a.Package.Name < b.Package.Name
+		}
+		return a.Package.Version < b.Package.Version
+	})
+}
