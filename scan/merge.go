@@ -1,0 +1,148 @@
+package scan
+
+import (
+	"path"
+	"sort"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Merge builds an image inventory from its layers' inventories, bottom
+// (layers[0]) to top, as overlayfs would (go-containerregistry's
+// mutate.Extract): for each layer, packages found earlier at a path the layer
+// rewrites (LayerInventory.Paths), whites out (".wh.<name>", the path or
+// anything below it) or hides under an opaque directory are removed before the
+// layer's own packages are added. A package found again unchanged in a
+// rewritten database keeps the layer that first introduced it. Language
+// packages whose files an OS package owns are marked OSManaged; the OS is the
+// topmost layer's os-release and OS packages get its OSV ecosystem
+// (Inventory.ResolveOS). Nil layers are skipped. Merge is pure: it does not
+// modify its input; Image and Platform are left for the caller.
+func Merge(layers []*LayerInventory) *Inventory {
+	inv := &Inventory{CreatedAt: time.Now().UTC()}
+	var pkgs []Package
+	owned := map[string]bool{}
+	for _, l := range layers {
+		if l == nil {
+			continue
+		}
+		inv.Layers = append(inv.Layers, l.Digest)
+		if inv.AnalyzersVersion == "" {
+			inv.AnalyzersVersion = l.AnalyzersVersion
+		}
+		rewritten := make(map[string]bool, len(l.Paths))
+		for _, p := range l.Paths {
+			rewritten[p] = true
+		}
+		// Earlier packages that this layer's rewritten files found again keep their layer.
+		introduced := map[pkgKey]digest.Digest{}
+		kept := pkgs[:0:0]
+		for _, p := range pkgs {
+			switch {
+			case rewritten[p.Path]:
+				introduced[keyOf(p)] = p.Layer
+				continue
+			case removed(p.Path, l):
+				continue
+			}
+			kept = append(kept, p)
+		}
+		for _, p := range l.Packages {
+			if d, ok := introduced[keyOf(p)]; ok {
+				p.Layer = d
+			}
+			kept = append(kept, p)
+		}
+		pkgs = kept
+		for o := range owned {
+			if removed(o, l) {
+				delete(owned, o)
+			}
+		}
+		for _, o := range l.OSOwned {
+			owned[o] = true
+		}
+		if l.OS != nil {
+			os := *l.OS
+			inv.OS = &os
+		} else if inv.OS != nil && removed(inv.OS.Path, l) {
+			inv.OS = nil
+		}
+		inv.Errors = append(inv.Errors, l.Errors...)
+	}
+	pkgs = dropLockfileDuplicates(pkgs)
+	for i := range pkgs {
+		if pkgs[i].Kind == KindLang && isOwned(pkgs[i].Path, owned) {
+			pkgs[i].OSManaged = true
+		}
+	}
+	sort.SliceStable(pkgs, func(i, j int) bool {
+		a, b := pkgs[i], pkgs[j]
+		if a.Kind != b.Kind {
+			return a.Kind == KindOS
+		}
+		if a.Ecosystem != b.Ecosystem {
+			return a.Ecosystem < b.Ecosystem
+		}
+		if a.Name != b.Name {
+			return a.Name < b.Name
+		}
+		if a.Version != b.Version {
+			return a.Version < b.Version
+		}
+		return a.Path < b.Path
+	})
+	inv.Packages = pkgs
+	inv.ResolveOS()
+	return inv
+}
+
+type pkgKey struct{ analyzer, name, version, arch, path string }
+
+func keyOf(p Package) pkgKey { return pkgKey{p.Analyzer, p.Name, p.Version, p.Arch, p.Path} }
+
+// removed reports whether layer l deletes p (whiteout or opaque directory).
+func removed(p string, l *LayerInventory) bool {
+	if p == "" {
+		return false
+	}
+	for _, w := range l.Whiteouts {
+		if under(p, w) {
+			return true
+		}
+	}
+	for _, d := range l.OpaqueDirs {
+		if d == "" || (len(p) > len(d) && under(p, d)) {
+			return true
+		}
+	}
+	return false
+}
+
+// isOwned reports whether p or its directory (a dist-info, egg-info or
+// node_modules/<name> folder) is owned; higher directories such as
+// dist-packages itself do not make every package below them OS-managed.
+func isOwned(p string, owned map[string]bool) bool {
+	return owned[p] || owned[path.Dir(p)]
+}
+
+// dropLockfileDuplicates removes packages read from lockfiles (Metadata
+// lockfile=true) when the same ecosystem, name and version is installed.
+func dropLockfileDuplicates(pkgs []Package) []Package {
+	type nv struct{ eco, name, version string }
+	installed := map[nv]bool{}
+	for _, p := range pkgs {
+		if p.Metadata["lockfile"] != "true" {
+			installed[nv{p.Ecosystem, p.Name, p.Version}] = true
+		}
+	}
+	out := pkgs[:0]
+	for _, p := range pkgs {
+		if p.Metadata["lockfile"] == "true" && installed[nv{p.Ecosystem, p.Name, p.Version}] {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
