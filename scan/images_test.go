@@ -247,7 +247,9 @@ func npmLs(t *testing.T, file string) []string {
 func TestSharedAlpineImages(t *testing.T) {
 	dir := filepath.Join(sharedDir(t), "images", "alpine")
 	exp := filepath.Join(sharedDir(t), "images", "alpine.expected")
-	apk := func(p scan.Package) string { return strings.Join([]string{p.Name, p.Version, p.Arch, p.SourceName}, "\t") }
+	apk := func(p scan.Package) string {
+		return strings.Join([]string{p.Name, p.Version, p.Arch, p.SourceName}, "\t")
+	}
 	invs := assembleLayout(t, dir, "alpine-3.11.13")
 	if len(invs) != 1 {
 		t.Fatalf("%d inventories", len(invs))
