@@ -148,24 +148,36 @@ func TestDeliveryRetriesAcrossRestart(t *testing.T) {
 	pub := NewPublisher(n.ob, d.Wake)
 	require.NoError(t, pub.Publish(ctx, evs...))
 	require.NoError(t, pub.Publish(ctx, evs[0])) // same id: stored once
-	// Stop as soon as the flaky receiver has failed and then accepted one.
-	waitFor(t, "first accepted delivery after failures", func() bool {
-		_, ok, _ := flaky.snapshot()
-		return len(ok) >= 1
+	// Stop as soon as the flaky receiver has failed and then accepted one
+	// event, and the deliverer has recorded that.
+	flakyID, goodID := targets[0].ID(), targets[1].ID()
+	recorded := func(ob *index.Outbox) map[string]map[string]bool {
+		out := map[string]map[string]bool{flakyID: {}, goodID: {}}
+		p, err := ob.Pending(ctx, 0, 0)
+		require.NoError(t, err)
+		dn, err := ob.Done(ctx, 0, 0)
+		require.NoError(t, err)
+		for _, e := range append(p, dn...) {
+			for tg, st := range e.Targets {
+				if st.DeliveredAt != nil {
+					out[tg][e.ID] = true
+				}
+			}
+		}
+		return out
+	}
+	waitFor(t, "first recorded delivery after failures", func() bool {
+		return len(recorded(n.ob)[flakyID]) >= 1
 	})
 	stop()
-	_, before, _ := flaky.snapshot()
 	n.close(t)
 
-	// Restart on the same directory: nothing lost, nothing acknowledged resent.
+	// Restart on the same directory: nothing lost, and nothing whose
+	// acknowledgement was recorded is sent to that target again.
 	n = openNode(t, dir)
 	defer n.close(t)
-	pending, err := n.ob.Pending(ctx, 0, 0)
-	require.NoError(t, err)
-	for _, e := range pending {
-		require.Zero(t, before[e.ID], "event %s acknowledged before the restart is still pending for the flaky target", e.ID)
-		_ = e
-	}
+	before := recorded(n.ob)
+	require.NotEmpty(t, before[flakyID])
 	_, stop = run(n, targets, DelivererOptions{Metrics: m})
 	waitFor(t, "every event delivered", func() bool {
 		_, ok, _ := flaky.snapshot()
@@ -181,11 +193,16 @@ func TestDeliveryRetriesAcrossRestart(t *testing.T) {
 	for _, r := range []*receiver{flaky, good} {
 		requests, ok, bad := r.snapshot()
 		require.Empty(t, bad)
-		for _, ev := range evs {
-			require.Equal(t, 1, ok[ev.ID], "event %s accepted exactly once", ev.ID)
-		}
+		id := goodID
 		if r == flaky {
-			require.Equal(t, len(evs)+3, requests)
+			id = flakyID
+			require.GreaterOrEqual(t, requests, len(evs)+3)
+		}
+		for _, ev := range evs {
+			require.GreaterOrEqual(t, ok[ev.ID], 1, "event %s delivered", ev.ID)
+			if before[id][ev.ID] {
+				require.Equal(t, 1, ok[ev.ID], "event %s recorded as delivered before the restart was sent again", ev.ID)
+			}
 		}
 	}
 	done, err := n.ob.Done(ctx, 0, 0)
@@ -193,12 +210,12 @@ func TestDeliveryRetriesAcrossRestart(t *testing.T) {
 	require.Len(t, done, len(evs))
 	attempts := 0
 	for _, e := range done {
-		fl := e.Targets[targets[0].ID()]
+		fl := e.Targets[flakyID]
 		require.NotNil(t, fl.DeliveredAt)
+		require.NotNil(t, e.Targets[goodID].DeliveredAt)
 		attempts += fl.Attempts
-		require.Equal(t, 1, e.Targets[targets[1].ID()].Attempts)
 	}
-	require.Equal(t, len(evs)+3, attempts, "every attempt to the flaky receiver is recorded")
+	require.GreaterOrEqual(t, attempts, len(evs)+3, "the failed attempts to the flaky receiver are recorded")
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	require.Equal(t, 2*len(evs), m.n["delivered"])
