@@ -147,6 +147,22 @@ func Match(ctx context.Context, inv *scan.Inventory, adv Advisories) ([]scan.Fin
 	return out, nil
 }
 
+// MergeDuplicates folds findings with the same ID (one package, two
+// advisories naming the same CVE) into the first, keeping order.
+func MergeDuplicates(fs []scan.Finding) []scan.Finding {
+	byID := map[string]int{}
+	out := fs[:0]
+	for _, f := range fs {
+		if j, dup := byID[f.ID]; dup {
+			mergeFinding(&out[j], f)
+			continue
+		}
+		byID[f.ID] = len(out)
+		out = append(out, f)
+	}
+	return out
+}
+
 // MatchPackage matches one package (looked up under key, compared at
 // version; see LookupKey) against advs, the advisories filed under key.
 func MatchPackage(image digest.Digest, p *scan.Package, key PackageKey, version string, advs []Advisory) []scan.Finding {
