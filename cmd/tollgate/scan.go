@@ -1,20 +1,218 @@
 package main
 
 import (
-	"errors"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
 
+	"github.com/mattn/go-isatty"
+	"github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
+
+	"github.com/tollgate-registry/tollgate/scan"
+	"github.com/tollgate-registry/tollgate/scan/analyzer"
+	"github.com/tollgate-registry/tollgate/scan/sbom"
 )
 
-// newScanCmd builds `tollgate scan SOURCE`.
+// scanReport is `tollgate scan --format json`: one entry per image (per
+// platform for an index).
+type scanReport struct {
+	Source string        `json:"source"`
+	Images []imageReport `json:"images"`
+}
+
+type imageReport struct {
+	*scan.Inventory
+	Findings []scan.Finding `json:"findings"`
+}
+
+// newScanCmd builds `tollgate scan SOURCE`: analyse an image without a
+// server, with the proxy's Walk/Merge/assembly code.
 func newScanCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var format, platform string
+	var progress bool
+	cmd := &cobra.Command{
 		Use:   "scan SOURCE",
 		Short: "Analyse an image without a server",
-		Args:  cobra.ExactArgs(1),
+		Long: `Analyse an image and print its packages (and findings) without a server.
+
+SOURCE is a registry reference (registry.example/repo:tag, …@sha256:…),
+oci:PATH[:TAG] (an OCI image layout directory; an index is scanned per
+platform, --platform picks one), oci-archive:PATH[:TAG], or
+docker-archive:PATH (a docker save / crane pull tarball).`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_ = findingsFor
-			return errors.New("scan: not implemented yet")
+			c, err := g.load(cmd)
+			if err != nil {
+				return err
+			}
+			switch format {
+			case "table", "json", "cyclonedx", "spdx":
+			default:
+				return fmt.Errorf("--format %q: want table, json, cyclonedx or spdx", format)
+			}
+			log := g.logger(c)
+			ctx := cmd.Context()
+			src, err := openSource(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			defer src.close()
+			l := c.Scan.Limits
+			opts := scan.AssemblerOptions{
+				Analyzers: analyzer.Default(analyzer.Options{MaxNestingDepth: l.MaxNestingDepth}),
+				Limits: scan.Limits{MaxEntryBufferBytes: l.MaxEntryBufferBytes, MaxEntryBytes: l.MaxEntryBytes,
+					MaxLayerBytes: l.MaxLayerBytes, MaxEntries: l.MaxEntries, MaxNestingDepth: l.MaxNestingDepth,
+					MaxCompressionRatio: l.MaxCompressionRatio},
+				Platform: platform,
+				Logger:   log,
+			}
+			if f, ok := g.stderr.(*os.File); ok && isatty.IsTerminal(f.Fd()) && progress {
+				opts.Progress = func(d digest.Digest, size int64, i, n int) {
+					fmt.Fprintf(g.stderr, "\r\033[K[%d/%d] %s %s", i+1, n, short(d), humanBytes(size))
+				}
+				defer fmt.Fprint(g.stderr, "\r\033[K")
+			}
+			invs, err := scan.NewAssembler(opts).Assemble(ctx, src.name, src.fetcher, src.manifest, src.mediaType)
+			if err != nil {
+				return fmt.Errorf("scan %s: %w", args[0], err)
+			}
+			if len(invs) == 0 {
+				return fmt.Errorf("scan %s: no image matches platform %q", args[0], platform)
+			}
+			rep := scanReport{Source: args[0]}
+			for _, inv := range invs {
+				fs, err := findingsFor(ctx, g, inv)
+				if err != nil {
+					return fmt.Errorf("scan %s: findings: %w", args[0], err)
+				}
+				rep.Images = append(rep.Images, imageReport{Inventory: inv, Findings: fs})
+			}
+			return writeScan(g.stdout, g.stderr, format, rep)
 		},
 	}
+	fl := cmd.Flags()
+	fl.StringVar(&format, "format", "table", "output format: table, json, cyclonedx (1.6) or spdx (2.3 JSON)")
+	fl.StringVar(&platform, "platform", "", "scan only this platform of an index, e.g. linux/arm64/v8")
+	fl.BoolVar(&progress, "progress", true, "show progress on a terminal")
+	return cmd
+}
+
+func writeScan(w, errw io.Writer, format string, rep scanReport) error {
+	switch format {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	case "cyclonedx", "spdx":
+		img := rep.Images[0]
+		if len(rep.Images) > 1 {
+			for _, im := range rep.Images {
+				if im.Platform.String() == "linux/amd64" {
+					img = im
+				}
+			}
+			fmt.Fprintf(errw, "tollgate: %d platforms; writing %s (choose with --platform)\n", len(rep.Images), img.Platform)
+		}
+		opts := sbom.Options{ToolVersion: version, Name: rep.Source}
+		if format == "spdx" {
+			return sbom.WriteSPDX(w, img.Inventory, opts)
+		}
+		return sbom.WriteCycloneDX(w, img.Inventory, opts)
+	}
+	for i, im := range rep.Images {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		writeTable(w, rep.Source, im)
+	}
+	return nil
+}
+
+// writeTable prints one image: a header, packages sorted by ecosystem and
+// name, findings by severity, and layer problems.
+func writeTable(w io.Writer, source string, im imageReport) {
+	inv := im.Inventory
+	osName := "unknown OS"
+	if inv.OS != nil {
+		osName = inv.OS.PrettyName
+		if osName == "" {
+			osName = inv.OS.ID + " " + inv.OS.VersionID
+		}
+	}
+	fmt.Fprintf(w, "%s  %s  %s\n%s, %d layers, %d packages, %d findings\n\n",
+		source, inv.Platform, inv.Image, osName, len(inv.Layers), len(inv.Packages), len(im.Findings))
+	pkgs := append([]scan.Package(nil), inv.Packages...)
+	sort.SliceStable(pkgs, func(i, j int) bool {
+		if pkgs[i].Ecosystem != pkgs[j].Ecosystem {
+			return pkgs[i].Ecosystem < pkgs[j].Ecosystem
+		}
+		if pkgs[i].Name != pkgs[j].Name {
+			return pkgs[i].Name < pkgs[j].Name
+		}
+		return pkgs[i].Version < pkgs[j].Version
+	})
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ECOSYSTEM\tNAME\tVERSION\tSOURCE\tLAYER\tPATH")
+	for _, p := range pkgs {
+		src := ""
+		if p.Kind == scan.KindOS && (p.SourceName != p.Name || p.SourceVersion != p.Version) {
+			src = p.SourceName
+			if p.SourceVersion != p.Version {
+				src += " " + p.SourceVersion
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t/%s\n", p.Ecosystem, p.Name, p.Version, src, short(p.Layer), p.Path)
+	}
+	tw.Flush()
+	if len(im.Findings) > 0 {
+		fs := append([]scan.Finding(nil), im.Findings...)
+		sort.SliceStable(fs, func(i, j int) bool {
+			if fs[i].Severity.Rank() != fs[j].Severity.Rank() {
+				return fs[i].Severity.Rank() > fs[j].Severity.Rank()
+			}
+			return fs[i].VulnerabilityID < fs[j].VulnerabilityID
+		})
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SEVERITY\tVULNERABILITY\tPACKAGE\tVERSION\tFIXED IN")
+		for _, f := range fs {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.Severity, f.VulnerabilityID, f.Package.Name, f.Package.Version, strings.Join(f.FixedVersions, ", "))
+		}
+		tw.Flush()
+	}
+	if len(inv.Errors) > 0 {
+		fmt.Fprintln(w)
+		for _, e := range inv.Errors {
+			fmt.Fprintf(w, "warning: %s %s %s: %s\n", e.Reason, e.Analyzer, e.Path, e.Message)
+		}
+	}
+}
+
+// short abbreviates a digest to algorithm:12 hex digits.
+func short(d digest.Digest) string {
+	if err := d.Validate(); err != nil {
+		return d.String()
+	}
+	e := d.Encoded()
+	if len(e) > 12 {
+		e = e[:12]
+	}
+	return e
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
 }

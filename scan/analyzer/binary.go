@@ -76,7 +76,7 @@ func goPackages(bi *buildinfo.BuildInfo) []scan.Package {
 		}
 		v := goVersion(version)
 		pkgs = append(pkgs, scan.Package{Name: path, Version: v, Ecosystem: "Go", Kind: scan.KindLang,
-			PURL: purl("golang", "", path, v), Metadata: meta})
+			PURL: goPURL(path, version), Metadata: meta})
 	}
 	tc := strings.Fields(bi.GoVersion)
 	meta := map[string]string{}
@@ -145,4 +145,14 @@ func ParseCargoAuditable(r io.Reader) ([]scan.Package, error) {
 			PURL: purl("cargo", "", p.Name, p.Version)})
 	}
 	return pkgs, nil
+}
+
+// goPURL is pkg:golang/<module path>@<version>, the path split at its last
+// slash into namespace and name (purl spec, golang type).
+func goPURL(module, version string) string {
+	ns, name := "", module
+	if i := strings.LastIndexByte(module, '/'); i >= 0 {
+		ns, name = module[:i], module[i+1:]
+	}
+	return purl("golang", ns, name, version)
 }
