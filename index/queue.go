@@ -38,6 +38,8 @@ type Job struct {
 	ID         string        `json:"id"`
 	Image      digest.Digest `json:"image"`
 	Repository string        `json:"repository,omitempty"`
+	// Parent is the image index that named Image, when the job came from one.
+	Parent digest.Digest `json:"parent,omitempty"`
 	// Triggers says why the job exists (push, pull, delta, manual, restore,
 	// revival, backfill, retry), merged on coalescing, sorted.
 	Triggers   []string  `json:"triggers"`
@@ -164,6 +166,9 @@ func (q *Queue) Enqueue(ctx context.Context, j Job) (coalesced bool, err error) 
 		}
 		if old.Repository == "" {
 			old.Repository = j.Repository
+		}
+		if old.Parent == "" {
+			old.Parent = j.Parent
 		}
 		return storeJob(txn, old, k)
 	})
