@@ -1,0 +1,154 @@
+package scan_test
+
+import (
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/tollgate-registry/tollgate/scan"
+)
+
+func pkg(name, version, path, eco string, kind scan.PackageKind) scan.Package {
+	return scan.Package{Name: name, Version: version, Path: path, Ecosystem: eco, Kind: kind, Analyzer: "a"}
+}
+
+func lay(n string, pkgs []scan.Package, paths []string, mod func(*scan.LayerInventory)) *scan.LayerInventory {
+	d := digest.FromString(n)
+	for i := range pkgs {
+		pkgs[i].Layer = d
+	}
+	li := &scan.LayerInventory{Digest: d, Packages: pkgs, Paths: paths}
+	if mod != nil {
+		mod(li)
+	}
+	return li
+}
+
+func TestMerge(t *testing.T) {
+	status := "var/lib/dpkg/status"
+	debianOS := func(li *scan.LayerInventory) {
+		li.OS = &scan.OSRelease{ID: "debian", VersionID: "12", Path: "etc/os-release"}
+	}
+	base := func() *scan.LayerInventory {
+		return lay("base", []scan.Package{
+			pkg("bash", "5.2", status, "Debian", scan.KindOS),
+			pkg("e2fsprogs", "1.47", status, "Debian", scan.KindOS),
+			pkg("lodash", "4.17.15", "app/node_modules/lodash/package.json", "npm", scan.KindLang),
+			pkg("minimist", "1.2.0", "app/node_modules/minimist/package.json", "npm", scan.KindLang),
+			pkg("requests", "2.28.1", "usr/lib/python3/dist-packages/requests-2.28.1.egg-info/PKG-INFO", "PyPI", scan.KindLang),
+			pkg("six", "1.16.0", "usr/local/lib/python3.11/site-packages/six-1.16.0.dist-info/METADATA", "PyPI", scan.KindLang),
+		}, []string{status}, func(li *scan.LayerInventory) {
+			debianOS(li)
+			li.OSOwned = []string{"usr/lib/python3/dist-packages/requests-2.28.1.egg-info"}
+		})
+	}
+	for _, tc := range []struct {
+		name  string
+		upper *scan.LayerInventory
+		want  []string // name@version@layer-name, in merge order
+	}{
+		{"no upper layer", nil,
+			[]string{"bash@5.2@base", "e2fsprogs@1.47@base", "lodash@4.17.15@base", "minimist@1.2.0@base", "requests@2.28.1@base", "six@1.16.0@base"}},
+		{"apt-get purge rewrites the status file", lay("purge", []scan.Package{
+			pkg("bash", "5.2", status, "Debian", scan.KindOS),
+		}, []string{status}, func(li *scan.LayerInventory) { li.Whiteouts = []string{"sbin/mke2fs"} }),
+			[]string{"bash@5.2@base", "lodash@4.17.15@base", "minimist@1.2.0@base", "requests@2.28.1@base", "six@1.16.0@base"}},
+		{"package database replaced with an upgrade", lay("upgrade", []scan.Package{
+			pkg("bash", "5.3", status, "Debian", scan.KindOS),
+			pkg("e2fsprogs", "1.47", status, "Debian", scan.KindOS),
+		}, []string{status}, nil),
+			[]string{"bash@5.3@upgrade", "e2fsprogs@1.47@base", "lodash@4.17.15@base", "minimist@1.2.0@base", "requests@2.28.1@base", "six@1.16.0@base"}},
+		{"file replaced", lay("replace", []scan.Package{
+			pkg("lodash", "4.17.21", "app/node_modules/lodash/package.json", "npm", scan.KindLang),
+		}, []string{"app/node_modules/lodash/package.json"}, nil),
+			[]string{"bash@5.2@base", "e2fsprogs@1.47@base", "lodash@4.17.21@replace", "minimist@1.2.0@base", "requests@2.28.1@base", "six@1.16.0@base"}},
+		{"whited-out directory removes the package", lay("rm", nil, nil, func(li *scan.LayerInventory) {
+			li.Whiteouts = []string{"app/node_modules/minimist"}
+		}),
+			[]string{"bash@5.2@base", "e2fsprogs@1.47@base", "lodash@4.17.15@base", "requests@2.28.1@base", "six@1.16.0@base"}},
+		{"whiteout of a sibling prefix keeps the package", lay("rm", nil, nil, func(li *scan.LayerInventory) {
+			li.Whiteouts = []string{"app/node_modules/minimis"}
+		}),
+			[]string{"bash@5.2@base", "e2fsprogs@1.47@base", "lodash@4.17.15@base", "minimist@1.2.0@base", "requests@2.28.1@base", "six@1.16.0@base"}},
+		{"opaque directory hides lower content", lay("opq", []scan.Package{
+			pkg("axios", "0.21.0", "app/node_modules/axios/package.json", "npm", scan.KindLang),
+		}, []string{"app/node_modules/axios/package.json"}, func(li *scan.LayerInventory) {
+			li.OpaqueDirs = []string{"app"}
+		}),
+			[]string{"bash@5.2@base", "e2fsprogs@1.47@base", "axios@0.21.0@opq", "requests@2.28.1@base", "six@1.16.0@base"}},
+		{"status file whited out", lay("nodpkg", nil, nil, func(li *scan.LayerInventory) {
+			li.Whiteouts = []string{"var/lib/dpkg"}
+		}),
+			[]string{"lodash@4.17.15@base", "minimist@1.2.0@base", "requests@2.28.1@base", "six@1.16.0@base"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			layers := []*scan.LayerInventory{base(), tc.upper}
+			inv := scan.Merge(layers)
+			lname := map[digest.Digest]string{}
+			for _, n := range []string{"base", "purge", "upgrade", "replace", "rm", "opq", "nodpkg"} {
+				lname[digest.FromString(n)] = n
+			}
+			got := map[string]bool{}
+			for _, p := range inv.Packages {
+				got[p.Name+"@"+p.Version+"@"+lname[p.Layer]] = true
+				if p.Kind == scan.KindOS && p.Ecosystem != "Debian:12" {
+					t.Errorf("%s ecosystem %s, want Debian:12", p.Name, p.Ecosystem)
+				}
+				if p.Name == "requests" && !p.OSManaged || p.Name == "six" && p.OSManaged {
+					t.Errorf("%s OSManaged=%v", p.Name, p.OSManaged)
+				}
+			}
+			for _, w := range tc.want {
+				if !got[w] {
+					t.Errorf("missing %s", w)
+				}
+			}
+			if len(got) != len(tc.want) {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+			if base().Packages[0].Ecosystem != "Debian" {
+				t.Error("Merge modified its input")
+			}
+		})
+	}
+}
+
+func TestMergeLockfileDuplicates(t *testing.T) {
+	lock := pkg("lodash", "4.17.15", "app/package-lock.json", "npm", scan.KindLang)
+	lock.Metadata = map[string]string{"lockfile": "true"}
+	only := pkg("left-pad", "1.0.0", "app/package-lock.json", "npm", scan.KindLang)
+	only.Metadata = map[string]string{"lockfile": "true"}
+	inv := scan.Merge([]*scan.LayerInventory{lay("l", []scan.Package{
+		lock, only, pkg("lodash", "4.17.15", "app/node_modules/lodash/package.json", "npm", scan.KindLang),
+	}, nil, nil)})
+	if len(inv.Packages) != 2 {
+		t.Fatalf("packages %+v", inv.Packages)
+	}
+}
+
+func TestOSVEcosystem(t *testing.T) {
+	for _, tc := range []struct {
+		id, version, want string
+	}{
+		{"debian", "12", "Debian:12"},
+		{"ubuntu", "22.04", "Ubuntu:22.04:LTS"},
+		{"ubuntu", "23.10", "Ubuntu:23.10"},
+		{"alpine", "3.18.9", "Alpine:v3.18"},
+		{"alpine", "3.11.13", "Alpine:v3.11"},
+		{"almalinux", "9.4", "AlmaLinux:9"},
+		{"rocky", "9.3", "Rocky Linux:9"},
+		{"rhel", "8.9", "Red Hat:enterprise_linux:8"},
+		{"wolfi", "20230201", "Wolfi"},
+		{"chainguard", "", "Chainguard"},
+		{"sles", "15.5", "SUSE:Linux Enterprise Server 15 SP5"},
+		{"opensuse-leap", "15.5", "openSUSE:Leap 15.5"},
+		{"mariner", "2.0", "Mariner:2.0"},
+	} {
+		if got := scan.OSVEcosystem(&scan.OSRelease{ID: tc.id, VersionID: tc.version}); got != tc.want {
+			t.Errorf("%s %s: %q, want %q", tc.id, tc.version, got, tc.want)
+		}
+	}
+	if scan.OSVEcosystem(nil) != "" {
+		t.Error("nil OS named an ecosystem")
+	}
+}
