@@ -1,0 +1,622 @@
+package index
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/tollgate-registry/tollgate/scan"
+)
+
+// Records keys (owned by this file):
+//
+//	img/<digest>              ImageRecord
+//	tag/<repo>/<tag>          tagValue (current digest of the tag)
+//	tgh/<repo>/<tag>/<nanos>  TagChange (nanos zero-padded to 20 digits: key order is time order)
+//	rpi/<repo>@<digest>       empty: repository → image index for List by repository
+//	                          ('@' cannot occur in a repository name, so a
+//	                          repository's prefix never matches a longer one)
+const pfxRepoImage = "rpi/"
+
+// Records keeps the push/pull/delete records of image manifests in Badger.
+// Every Record is one Badger transaction, committed before the proxy answers
+// the client. Safe for concurrent use.
+type Records struct {
+	db   *DB
+	opts RecordsOptions
+}
+
+// RecordsOptions configures NewRecords; the zero value works.
+type RecordsOptions struct {
+	// Now is the clock used when an Event has no time (default time.Now).
+	Now func() time.Time
+	// InTxn, if set, runs inside the Record transaction after the records
+	// are updated, with the event and the resulting image record (nil for a
+	// tag-only delete), so other state (an outbox entry, a scan job) commits
+	// atomically with the record. An error aborts the whole transaction.
+	InTxn func(txn *badger.Txn, ev Event, rec *ImageRecord) error
+}
+
+// NewRecords returns the records store over db.
+func NewRecords(db *DB, opts RecordsOptions) *Records {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Records{db: db, opts: opts}
+}
+
+// TagChange is one move of a tag (key tgh/<repo>/<tag>/<nanos>).
+type TagChange struct {
+	Repository string        `json:"repository"`
+	Tag        string        `json:"tag"`
+	Digest     digest.Digest `json:"digest,omitempty"`   // empty when the tag was deleted
+	Previous   digest.Digest `json:"previous,omitempty"` // empty when the tag was new
+	Kind       EventKind     `json:"kind"`
+	At         time.Time     `json:"at"`
+}
+
+type tagValue struct {
+	Digest    digest.Digest `json:"digest"`
+	UpdatedAt time.Time     `json:"updatedAt"`
+}
+
+func imageKey(d digest.Digest) []byte { return key(pfxImage, d.String()) }
+func tagKey(repo, tag string) []byte  { return key(pfxTag, repo, tag) }
+func repoImageKey(repo string, d digest.Digest) []byte {
+	return []byte(pfxRepoImage + repo + "@" + d.String())
+}
+func tagHistKey(repo, tag string, at time.Time) []byte {
+	return key(pfxTagHist, repo, tag, fmt.Sprintf("%020d", at.UnixNano()))
+}
+
+// maxTxnRetries bounds retries of a transaction that lost a conflict.
+const maxTxnRetries = 8
+
+// update runs fn in a read-write transaction, retrying on conflicts.
+func (r *Records) update(ctx context.Context, fn func(txn *badger.Txn) error) error {
+	var err error
+	for range maxTxnRetries {
+		if e := ctx.Err(); e != nil {
+			return fmt.Errorf("index: records: %w", e)
+		}
+		err = r.db.bdb.Update(fn)
+		if !errors.Is(err, badger.ErrConflict) {
+			return err
+		}
+	}
+	return fmt.Errorf("index: records: %w", err)
+}
+
+// Record applies ev to the records in one transaction:
+//
+//   - push (manifest PUT 201): creates or revives the repository entry of
+//     img/<digest> (pushedAt, status ACTIVE), fills media type, size,
+//     subject and, for image indexes, Children (with platforms) and the
+//     children's Parents; moves ev.Tag to the digest with history.
+//   - pull (manifest GET 200): lastPulledAt and pullCount; creates the
+//     record if unknown (mirror mode, or pushes that bypassed the proxy) and
+//     moves ev.Tag if the registry now resolves it elsewhere.
+//   - delete: by digest, marks the repository entry deleted and removes its
+//     tags and referrer entry; by tag (ev.Digest empty or ev.Tag set on a
+//     tag DELETE), removes only the tag.
+//   - archive / restore: sets the repository entry's status.
+//
+// A push or pull whose manifest (ev.Manifest) is not valid JSON is recorded
+// without the parsed fields. Errors: Badger failures, wrapped.
+func (r *Records) Record(ctx context.Context, ev Event) error {
+	if ev.At.IsZero() {
+		ev.At = r.opts.Now()
+	}
+	ev.At = ev.At.UTC()
+	if ev.Repository == "" {
+		return errors.New("index: records: event without repository")
+	}
+	var m *parsedManifest
+	if len(ev.Manifest) > 0 {
+		m = parseManifest(ev.Manifest)
+	}
+	err := r.update(ctx, func(txn *badger.Txn) error {
+		var rec *ImageRecord
+		var err error
+		switch ev.Kind {
+		case EventPush, EventPull:
+			rec, err = applyPushPull(txn, ev, m)
+		case EventDelete:
+			rec, err = applyDelete(txn, ev)
+		case EventArchive:
+			rec, err = setStatus(txn, ev.Repository, ev.Digest, ImageArchived, ev.At)
+		case EventRestore:
+			rec, err = setStatus(txn, ev.Repository, ev.Digest, ImageActive, ev.At)
+		default:
+			return fmt.Errorf("index: records: unknown event kind %q", ev.Kind)
+		}
+		if err != nil {
+			return err
+		}
+		if r.opts.InTxn != nil {
+			return r.opts.InTxn(txn, ev, rec)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("index: record %s %s@%s: %w", ev.Kind, ev.Repository, ev.Digest, err)
+	}
+	return nil
+}
+
+func loadImage(txn *badger.Txn, d digest.Digest) (*ImageRecord, bool, error) {
+	var rec ImageRecord
+	err := getJSON(txn, imageKey(d), &rec)
+	if errors.Is(err, ErrNotFound) {
+		return &ImageRecord{Digest: d, Repos: []RepoImage{}}, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return &rec, true, nil
+}
+
+// ensureRepo returns rec's entry for repo, creating (or reviving a deleted
+// one) with pushedAt at.
+func ensureRepo(txn *badger.Txn, rec *ImageRecord, repo string, at time.Time, revive bool) (*RepoImage, error) {
+	ri := rec.Repo(repo)
+	if ri == nil {
+		rec.Repos = append(rec.Repos, RepoImage{Repository: repo, PushedAt: at, Status: ImageActive})
+		if err := txn.Set(repoImageKey(repo, rec.Digest), nil); err != nil {
+			return nil, fmt.Errorf("index: set repo image: %w", err)
+		}
+		return &rec.Repos[len(rec.Repos)-1], nil
+	}
+	if ri.Deleted && revive {
+		ri.Deleted, ri.DeletedAt = false, nil
+		ri.PushedAt = at
+		ri.Status, ri.ArchivedAt = ImageActive, nil
+	}
+	return ri, nil
+}
+
+func applyPushPull(txn *badger.Txn, ev Event, m *parsedManifest) (*ImageRecord, error) {
+	if ev.Digest == "" {
+		return nil, errors.New("push/pull without digest")
+	}
+	rec, existed, err := loadImage(txn, ev.Digest)
+	if err != nil {
+		return nil, err
+	}
+	if ev.MediaType != "" {
+		rec.MediaType = ev.MediaType
+	}
+	if ev.Size > 0 {
+		rec.Size = ev.Size
+	}
+	ri, err := ensureRepo(txn, rec, ev.Repository, ev.At, ev.Kind == EventPush)
+	if err != nil {
+		return nil, err
+	}
+	if ev.Kind == EventPull {
+		if ri.Deleted { // pulled after delete: the registry still serves it
+			ri.Deleted, ri.DeletedAt = false, nil
+		}
+		if ri.LastPulledAt == nil || ri.LastPulledAt.Before(ev.At) {
+			t := ev.At
+			ri.LastPulledAt = &t
+		}
+		ri.PullCount++
+	}
+	if m != nil && (ev.Kind == EventPush || !existed || rec.MediaType == "") {
+		if rec.MediaType == "" {
+			rec.MediaType = m.MediaType
+		}
+		rec.Subject = m.subject()
+		if m.isIndex() {
+			rec.Index = true
+			rec.Children = rec.Children[:0]
+			for _, c := range m.Manifests {
+				rec.Children = append(rec.Children, ChildImage{Digest: c.Digest, Platform: c.platform()})
+				if err := addParent(txn, c, ev, rec.Digest); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if rec.Subject != "" {
+			if err := putReferrer(txn, ev.Repository, rec.Subject, m.referrerDescriptor(rec.Digest, rec.MediaType, rec.Size)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if ev.Tag != "" {
+		if err := moveTag(txn, rec, ev.Repository, ev.Tag, ev.Kind, ev.At); err != nil {
+			return nil, err
+		}
+	}
+	if err := setJSON(txn, imageKey(rec.Digest), rec); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+// addParent records parent on the child manifest c of an index.
+func addParent(txn *badger.Txn, c descriptor, ev Event, parent digest.Digest) error {
+	if c.Digest == "" || c.Digest == parent {
+		return nil
+	}
+	child, _, err := loadImage(txn, c.Digest)
+	if err != nil {
+		return err
+	}
+	if child.MediaType == "" {
+		child.MediaType = c.MediaType
+	}
+	if child.Size == 0 {
+		child.Size = c.Size
+	}
+	if _, err := ensureRepo(txn, child, ev.Repository, ev.At, false); err != nil {
+		return err
+	}
+	if !slices.Contains(child.Parents, parent) {
+		child.Parents = append(child.Parents, parent)
+	}
+	return setJSON(txn, imageKey(child.Digest), child)
+}
+
+// moveTag points repo:tag at rec, removing it from the image it named before.
+func moveTag(txn *badger.Txn, rec *ImageRecord, repo, tag string, kind EventKind, at time.Time) error {
+	var old tagValue
+	err := getJSON(txn, tagKey(repo, tag), &old)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	ri := rec.Repo(repo)
+	if old.Digest == rec.Digest {
+		if ri != nil && !slices.Contains(ri.Tags, tag) {
+			ri.Tags = append(ri.Tags, tag)
+		}
+		return nil
+	}
+	if old.Digest != "" {
+		if err := untag(txn, old.Digest, repo, tag); err != nil {
+			return err
+		}
+	}
+	if ri != nil && !slices.Contains(ri.Tags, tag) {
+		ri.Tags = append(ri.Tags, tag)
+	}
+	if err := setJSON(txn, tagKey(repo, tag), tagValue{Digest: rec.Digest, UpdatedAt: at}); err != nil {
+		return err
+	}
+	return setJSON(txn, tagHistKey(repo, tag, at), TagChange{
+		Repository: repo, Tag: tag, Digest: rec.Digest, Previous: old.Digest, Kind: kind, At: at,
+	})
+}
+
+// untag removes tag from the repository entry of image d.
+func untag(txn *badger.Txn, d digest.Digest, repo, tag string) error {
+	prev, existed, err := loadImage(txn, d)
+	if err != nil || !existed {
+		return err
+	}
+	if ri := prev.Repo(repo); ri != nil {
+		ri.Tags = slices.DeleteFunc(ri.Tags, func(t string) bool { return t == tag })
+	}
+	return setJSON(txn, imageKey(d), prev)
+}
+
+func applyDelete(txn *badger.Txn, ev Event) (*ImageRecord, error) {
+	if ev.Digest == "" || ev.Tag != "" { // tag delete
+		if ev.Tag == "" {
+			return nil, errors.New("delete without digest or tag")
+		}
+		var tv tagValue
+		err := getJSON(txn, tagKey(ev.Repository, ev.Tag), &tv)
+		if errors.Is(err, ErrNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := untag(txn, tv.Digest, ev.Repository, ev.Tag); err != nil {
+			return nil, err
+		}
+		if err := txn.Delete(tagKey(ev.Repository, ev.Tag)); err != nil {
+			return nil, fmt.Errorf("index: delete tag: %w", err)
+		}
+		if err := setJSON(txn, tagHistKey(ev.Repository, ev.Tag, ev.At), TagChange{
+			Repository: ev.Repository, Tag: ev.Tag, Previous: tv.Digest, Kind: EventDelete, At: ev.At,
+		}); err != nil {
+			return nil, err
+		}
+		rec, _, err := loadImage(txn, tv.Digest)
+		return rec, err
+	}
+	rec, existed, err := loadImage(txn, ev.Digest)
+	if err != nil {
+		return nil, err
+	}
+	if !existed {
+		return nil, nil
+	}
+	ri := rec.Repo(ev.Repository)
+	if ri == nil {
+		return rec, nil
+	}
+	for _, t := range ri.Tags {
+		var tv tagValue
+		if err := getJSON(txn, tagKey(ev.Repository, t), &tv); err == nil && tv.Digest == rec.Digest {
+			if err := txn.Delete(tagKey(ev.Repository, t)); err != nil {
+				return nil, fmt.Errorf("index: delete tag: %w", err)
+			}
+			if err := setJSON(txn, tagHistKey(ev.Repository, t, ev.At), TagChange{
+				Repository: ev.Repository, Tag: t, Previous: rec.Digest, Kind: EventDelete, At: ev.At,
+			}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	ri.Tags = nil
+	ri.Deleted = true
+	t := ev.At
+	ri.DeletedAt = &t
+	if rec.Subject != "" {
+		if err := deleteReferrer(txn, ev.Repository, rec.Subject, rec.Digest); err != nil {
+			return nil, err
+		}
+	}
+	return rec, setJSON(txn, imageKey(rec.Digest), rec)
+}
+
+func setStatus(txn *badger.Txn, repo string, d digest.Digest, status string, at time.Time) (*ImageRecord, error) {
+	rec, existed, err := loadImage(txn, d)
+	if err != nil {
+		return nil, err
+	}
+	ri := rec.Repo(repo)
+	if !existed || ri == nil || ri.Deleted {
+		return nil, fmt.Errorf("%s@%s: %w", repo, d, ErrNotFound)
+	}
+	ri.Status = status
+	if status == ImageArchived {
+		t := at
+		ri.ArchivedAt = &t
+	} else {
+		ri.ArchivedAt = nil
+	}
+	return rec, setJSON(txn, imageKey(d), rec)
+}
+
+// SetStatus sets the status (ImageActive or ImageArchived, ECR's
+// imageStatus) of image d in repo. Errors: ErrNotFound (wrapped) when the
+// image is not (or no longer) in repo; an invalid status.
+func (r *Records) SetStatus(ctx context.Context, repo string, d digest.Digest, status string) error {
+	kind := EventArchive
+	switch status {
+	case ImageArchived:
+	case ImageActive:
+		kind = EventRestore
+	default:
+		return fmt.Errorf("index: SetStatus: invalid status %q", status)
+	}
+	return r.Record(ctx, Event{Kind: kind, Repository: repo, Digest: d})
+}
+
+// Get returns the record of manifest digest d; ErrNotFound (wrapped) if none.
+func (r *Records) Get(ctx context.Context, d digest.Digest) (*ImageRecord, error) {
+	var rec ImageRecord
+	err := r.db.bdb.View(func(txn *badger.Txn) error { return getJSON(txn, imageKey(d), &rec) })
+	if err != nil {
+		return nil, err
+	}
+	return &rec, nil
+}
+
+// Status returns the status of image d in repo (ImageActive or
+// ImageArchived); ErrNotFound (wrapped) when unknown or deleted there.
+func (r *Records) Status(ctx context.Context, repo string, d digest.Digest) (string, error) {
+	rec, err := r.Get(ctx, d)
+	if err != nil {
+		return "", err
+	}
+	ri := rec.Repo(repo)
+	if ri == nil || ri.Deleted {
+		return "", fmt.Errorf("%s@%s: %w", repo, d, ErrNotFound)
+	}
+	return ri.Status, nil
+}
+
+// Tag returns the digest repo:tag points at; ErrNotFound (wrapped) if none.
+func (r *Records) Tag(ctx context.Context, repo, tag string) (digest.Digest, error) {
+	var tv tagValue
+	err := r.db.bdb.View(func(txn *badger.Txn) error { return getJSON(txn, tagKey(repo, tag), &tv) })
+	return tv.Digest, err
+}
+
+// ListOptions pages through List.
+type ListOptions struct {
+	// Repository restricts the listing to images in that repository.
+	Repository string
+	// After is the page token: the last digest of the previous page.
+	After digest.Digest
+	// Limit is the page size (default 100, max 1000).
+	Limit int
+}
+
+// List returns image records in digest order, a page at a time, and the
+// token (the last digest) for the next page, empty at the end.
+func (r *Records) List(ctx context.Context, o ListOptions) ([]ImageRecord, digest.Digest, error) {
+	if o.Limit <= 0 {
+		o.Limit = 100
+	}
+	o.Limit = min(o.Limit, 1000)
+	var out []ImageRecord
+	var next digest.Digest
+	err := r.db.bdb.View(func(txn *badger.Txn) error {
+		prefix := []byte(pfxImage)
+		if o.Repository != "" {
+			prefix = []byte(pfxRepoImage + o.Repository + "@")
+		}
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: o.Repository == "", PrefetchSize: 64})
+		defer it.Close()
+		start := prefix
+		if o.After != "" {
+			start = append(slices.Clone(prefix), o.After...)
+		}
+		for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			d := digest.Digest(it.Item().Key()[len(prefix):])
+			if d == o.After {
+				continue
+			}
+			if len(out) == o.Limit {
+				next = out[len(out)-1].Digest
+				return nil
+			}
+			var rec ImageRecord
+			var err error
+			if o.Repository == "" {
+				err = it.Item().Value(func(b []byte) error { return decode(b, &rec) })
+			} else {
+				err = getJSON(txn, imageKey(d), &rec)
+			}
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			out = append(out, rec)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("index: list images: %w", err)
+	}
+	return out, next, nil
+}
+
+// ListRepositories returns every repository that has (or had) an image
+// record, sorted.
+func (r *Records) ListRepositories(ctx context.Context) ([]string, error) {
+	var out []string
+	err := r.db.bdb.View(func(txn *badger.Txn) error {
+		return scanPrefix(txn, []byte(pfxRepoImage), true, func(item *badger.Item) error {
+			k := string(item.Key()[len(pfxRepoImage):])
+			repo, _, _ := strings.Cut(k, "@")
+			if len(out) == 0 || out[len(out)-1] != repo {
+				out = append(out, repo)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("index: list repositories: %w", err)
+	}
+	return out, nil
+}
+
+// TagHistory returns the moves of repo:tag, oldest first.
+func (r *Records) TagHistory(ctx context.Context, repo, tag string) ([]TagChange, error) {
+	prefix := key(pfxTagHist, repo, tag, "")
+	var out []TagChange
+	err := r.db.bdb.View(func(txn *badger.Txn) error {
+		return scanPrefix(txn, prefix, false, func(item *badger.Item) error {
+			rest := item.Key()[len(prefix):]
+			if len(rest) != 20 || strings.ContainsRune(string(rest), '/') {
+				return nil // a longer repository or tag sharing the prefix
+			}
+			var tc TagChange
+			if err := item.Value(func(b []byte) error { return decode(b, &tc) }); err != nil {
+				return err
+			}
+			out = append(out, tc)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("index: tag history: %w", err)
+	}
+	return out, nil
+}
+
+// parsedManifest is the part of an OCI image manifest / index (or Docker
+// schema 2 manifest / manifest list) the records need.
+type parsedManifest struct {
+	MediaType    string            `json:"mediaType"`
+	ArtifactType string            `json:"artifactType"`
+	Config       *descriptor       `json:"config"`
+	Manifests    []descriptor      `json:"manifests"`
+	Subject      *descriptor       `json:"subject"`
+	Annotations  map[string]string `json:"annotations"`
+}
+
+type descriptor struct {
+	MediaType string        `json:"mediaType"`
+	Digest    digest.Digest `json:"digest"`
+	Size      int64         `json:"size"`
+	Platform  *struct {
+		Architecture string `json:"architecture"`
+		OS           string `json:"os"`
+		Variant      string `json:"variant"`
+	} `json:"platform"`
+}
+
+func (d descriptor) platform() scan.Platform {
+	if d.Platform == nil {
+		return scan.Platform{}
+	}
+	return scan.Platform{OS: d.Platform.OS, Architecture: d.Platform.Architecture, Variant: d.Platform.Variant}
+}
+
+// parseManifest returns nil when b is not a JSON manifest object.
+func parseManifest(b []byte) *parsedManifest {
+	var m parsedManifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil
+	}
+	return &m
+}
+
+func (m *parsedManifest) isIndex() bool {
+	switch m.MediaType {
+	case "application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json":
+		return true
+	}
+	return m.MediaType == "" && len(m.Manifests) > 0
+}
+
+func (m *parsedManifest) subject() digest.Digest {
+	if m.Subject == nil || m.Subject.Digest.Validate() != nil {
+		return ""
+	}
+	return m.Subject.Digest
+}
+
+// Image returns the record of d (admin.ImageSource); ErrNotFound (wrapped)
+// if none.
+func (r *Records) Image(ctx context.Context, d digest.Digest) (*ImageRecord, error) {
+	return r.Get(ctx, d)
+}
+
+// EachImage calls fn for every image record in digest order; an error
+// from fn stops the walk and is returned.
+func (r *Records) EachImage(ctx context.Context, fn func(rec *ImageRecord) error) error {
+	return r.db.bdb.View(func(txn *badger.Txn) error {
+		return scanPrefix(txn, []byte(pfxImage), false, func(item *badger.Item) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			var rec ImageRecord
+			if err := item.Value(func(b []byte) error { return decode(b, &rec) }); err != nil {
+				return err
+			}
+			return fn(&rec)
+		})
+	})
+}
