@@ -1,7 +1,7 @@
 package lifecycle
 
 import (
-		"testing"
+	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
