@@ -23,7 +23,8 @@ import (
 // small transaction, so readers see the old data until the flip and a failed
 // import changes nothing.
 //
-//	adv/<gen>/<ecosystem>/<name>/<id>   advisory, once per affected package (escaped components)
+//	adv/<gen>/<ecosystem>/<name>/<id>   empty: the advisory affects the package (escaped components)
+//	ads/b/<gen>/<id>                    the advisory (once, however many packages it affects)
 //	ads/src/<source>                    AdvisorySource: live generation, counts, newest modified
 //	ads/h/<gen>/<id>                    advisoryDigest: content hash, modified, packages (for deltas)
 //	ads/stg/<gen>                       generation being staged (cleaned if an import dies)
@@ -31,6 +32,7 @@ import (
 const (
 	pfxAdvSource = pfxAdvMeta + "src/"
 	pfxAdvHash   = pfxAdvMeta + "h/"
+	pfxAdvBody   = pfxAdvMeta + "b/"
 	pfxAdvStage  = pfxAdvMeta + "stg/"
 	pfxAdvOld    = pfxAdvMeta + "old/"
 )
@@ -129,16 +131,20 @@ func (s *AdvisoryStore) ForPackage(ctx context.Context, ecosystem, name string) 
 				continue
 			}
 			p := append(advPrefix(src.Generation, ecosystem, name), '/')
-			err := scanPrefix(txn, p, false, func(it *badger.Item) error {
-				var a match.Advisory
-				if err := it.Value(func(b []byte) error { return decode(b, &a) }); err != nil {
-					return err
-				}
-				out = append(out, a)
+			var ids []string
+			err := scanPrefix(txn, p, true, func(it *badger.Item) error {
+				ids = append(ids, string(it.Key()[len(p):]))
 				return nil
 			})
 			if err != nil {
 				return err
+			}
+			for _, id := range ids {
+				var a match.Advisory
+				if err := getJSON(txn, key(pfxAdvBody, src.Generation, id), &a); err != nil {
+					return err
+				}
+				out = append(out, a)
 			}
 		}
 		return ctx.Err()
@@ -229,7 +235,7 @@ func (s *AdvisoryStore) Import(ctx context.Context, source string, advs []match.
 	if opts.Merge && old != nil {
 		// Carry over what the import does not name.
 		if err := s.db.bdb.View(func(txn *badger.Txn) error {
-			return scanPrefix(txn, key(pfxAdvisory, old.Generation, ""), false, func(it *badger.Item) error {
+			return scanPrefix(txn, key(pfxAdvBody, old.Generation, ""), false, func(it *badger.Item) error {
 				k := string(it.Key())
 				id := k[strings.LastIndexByte(k, '/')+1:]
 				if next[id] != nil {
@@ -389,8 +395,11 @@ func (s *AdvisoryStore) stage(ctx context.Context, gen string, next map[string]*
 		if err != nil {
 			return err
 		}
+		if err := wb.Set(key(pfxAdvBody, gen, id), b); err != nil {
+			return err
+		}
 		for _, k := range digests[id].Packages {
-			if err := wb.Set(key(pfxAdvisory, gen, esc(k.Ecosystem), esc(k.Name), id), b); err != nil {
+			if err := wb.Set(key(pfxAdvisory, gen, esc(k.Ecosystem), esc(k.Name), id), nil); err != nil {
 				return err
 			}
 		}
@@ -407,7 +416,7 @@ func (s *AdvisoryStore) stage(ctx context.Context, gen string, next map[string]*
 
 // dropGeneration deletes a generation's keys, then its marker.
 func (s *AdvisoryStore) dropGeneration(gen, markerPfx string) {
-	for _, p := range [][]byte{key(pfxAdvisory, gen, ""), key(pfxAdvHash, gen, "")} {
+	for _, p := range [][]byte{key(pfxAdvisory, gen, ""), key(pfxAdvBody, gen, ""), key(pfxAdvHash, gen, "")} {
 		if err := deletePrefix(s.db.bdb, p); err != nil {
 			s.log.Warn().Err(err).Str("op", "advisory-cleanup").Str("generation", gen).Msg("delete generation")
 			return
