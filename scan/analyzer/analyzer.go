@@ -39,6 +39,7 @@ func Default(opts Options) []scan.Analyzer {
 		OSRelease{},
 		Dpkg{},
 		Apk{},
+		RPM{},
 		Binary{},
 		NPM{},
 		NPMLock{},
