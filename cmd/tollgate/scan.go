@@ -15,6 +15,7 @@ import (
 
 	"github.com/tollgate-registry/tollgate/scan"
 	"github.com/tollgate-registry/tollgate/scan/analyzer"
+	"github.com/tollgate-registry/tollgate/scan/report"
 	"github.com/tollgate-registry/tollgate/scan/sbom"
 )
 
@@ -28,12 +29,15 @@ type scanReport struct {
 type imageReport struct {
 	*scan.Inventory
 	Findings []scan.Finding `json:"findings"`
+	// Suppressed are findings --ignore-file or --vex accepted (scan_report.go).
+	Suppressed []report.Suppressed `json:"suppressed,omitempty"`
 }
 
 // newScanCmd builds `tollgate scan SOURCE`: analyse an image without a
 // server, with the proxy's Walk/Merge/assembly code.
 func newScanCmd(g *globals) *cobra.Command {
 	var format, platform string
+	var rf reportFlags
 	var progress bool
 	cmd := &cobra.Command{
 		Use:   "scan SOURCE",
@@ -51,9 +55,12 @@ docker-archive:PATH (a docker save / crane pull tarball).`,
 				return err
 			}
 			switch format {
-			case "table", "json", "cyclonedx", "spdx":
+			case "table", "json", "cyclonedx", "spdx", "sarif":
 			default:
-				return fmt.Errorf("--format %q: want table, json, cyclonedx or spdx", format)
+				return fmt.Errorf("--format %q: want table, json, sarif, cyclonedx or spdx", format)
+			}
+			if err := rf.load(); err != nil {
+				return err
 			}
 			log := g.logger(c)
 			ctx := cmd.Context()
@@ -90,13 +97,15 @@ docker-archive:PATH (a docker save / crane pull tarball).`,
 				if err != nil {
 					return fmt.Errorf("scan %s: findings: %w", args[0], err)
 				}
-				rep.Images = append(rep.Images, imageReport{Inventory: inv, Findings: fs})
+				fs, sup := rf.filter(fs, digest.FromBytes(src.manifest))
+				rep.Images = append(rep.Images, imageReport{Inventory: inv, Findings: fs, Suppressed: sup})
 			}
 			return writeScan(g.stdout, g.stderr, format, rep)
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&format, "format", "table", "output format: table, json, cyclonedx (1.6) or spdx (2.3 JSON)")
+	fl.StringVar(&format, "format", "table", "output format: table, json, sarif (2.1.0), cyclonedx (1.6) or spdx (2.3 JSON)")
+	rf.register(fl)
 	fl.StringVar(&platform, "platform", "", "scan only this platform of an index, e.g. linux/arm64/v8")
 	fl.BoolVar(&progress, "progress", true, "show progress on a terminal")
 	return cmd
@@ -104,6 +113,8 @@ docker-archive:PATH (a docker save / crane pull tarball).`,
 
 func writeScan(w, errw io.Writer, format string, rep scanReport) error {
 	switch format {
+	case "sarif":
+		return writeSARIF(w, rep)
 	case "json":
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -130,6 +141,7 @@ func writeScan(w, errw io.Writer, format string, rep scanReport) error {
 		}
 		writeTable(w, rep.Source, im)
 	}
+	noteSuppressed(errw, rep)
 	return nil
 }
 
