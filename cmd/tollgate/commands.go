@@ -8,5 +8,6 @@ func subcommands(g *globals) []*cobra.Command {
 		newServeCmd(g),
 		newVersionCmd(g),
 		newScanCmd(g),
+		newDBCmd(g),
 	}
 }

@@ -38,6 +38,7 @@ type imageReport struct {
 func newScanCmd(g *globals) *cobra.Command {
 	var format, platform string
 	var rf reportFlags
+	var fo failOn // --fail-on (scan_findings.go)
 	var progress bool
 	cmd := &cobra.Command{
 		Use:   "scan SOURCE",
@@ -60,6 +61,9 @@ docker-archive:PATH (a docker save / crane pull tarball).`,
 				return fmt.Errorf("--format %q: want table, json, sarif, cyclonedx or spdx", format)
 			}
 			if err := rf.load(); err != nil {
+				return err
+			}
+			if err := fo.validate(); err != nil {
 				return err
 			}
 			log := g.logger(c)
@@ -100,12 +104,20 @@ docker-archive:PATH (a docker save / crane pull tarball).`,
 				fs, sup := rf.filter(fs, digest.FromBytes(src.manifest))
 				rep.Images = append(rep.Images, imageReport{Inventory: inv, Findings: fs, Suppressed: sup})
 			}
-			return writeScan(g.stdout, g.stderr, format, rep)
+			if err := writeScan(g.stdout, g.stderr, format, rep); err != nil {
+				return err
+			}
+			var all []scan.Finding
+			for _, im := range rep.Images {
+				all = append(all, im.Findings...)
+			}
+			return fo.check(all)
 		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&format, "format", "table", "output format: table, json, sarif (2.1.0), cyclonedx (1.6) or spdx (2.3 JSON)")
 	rf.register(fl)
+	fo.register(fl)
 	fl.StringVar(&platform, "platform", "", "scan only this platform of an index, e.g. linux/arm64/v8")
 	fl.BoolVar(&progress, "progress", true, "show progress on a terminal")
 	return cmd
