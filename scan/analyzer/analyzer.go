@@ -44,6 +44,7 @@ func Default(opts Options) []scan.Analyzer {
 		NPM{},
 		NPMLock{},
 		Python{},
+		PythonArchive{},
 		Composer{},
 		DotNet{},
 		Gemspec{},

@@ -185,6 +185,30 @@ func TestPython(t *testing.T) {
 	}
 }
 
+func TestPythonArchive(t *testing.T) {
+	whl := mkZip(t, map[string][]byte{
+		"requests/__init__.py":               []byte("x"),
+		"requests-2.31.0.dist-info/METADATA": []byte("Name: requests\nVersion: 2.31.0\n\n"),
+		"vendored/x-1.0.dist-info/METADATA":  []byte("Name: x\nVersion: 1.0\n\n"),
+	})
+	a := PythonArchive{}
+	if !a.Wants(hdr("root/.cache/pip/wheels/requests-2.31.0-py3-none-any.whl", 0o644)) || !a.WantsHead(nil, whl) {
+		t.Fatal("wheel not wanted")
+	}
+	res, err := a.AnalyzeAt(context.Background(), hdr("x.whl", 0o644), bytes.NewReader(whl), int64(len(whl)))
+	if err != nil || len(res.Packages) != 1 || res.Packages[0].Name != "requests" || res.Packages[0].Version != "2.31.0" {
+		t.Fatalf("%v %+v", err, res.Packages)
+	}
+	egg := mkZip(t, map[string][]byte{"EGG-INFO/PKG-INFO": []byte("Name: six\nVersion: 1.16.0\n\n")})
+	res, err = a.AnalyzeAt(context.Background(), hdr("six.egg", 0o644), bytes.NewReader(egg), int64(len(egg)))
+	if err != nil || len(res.Packages) != 1 || res.Packages[0].Name != "six" {
+		t.Fatalf("egg: %v %+v", err, res.Packages)
+	}
+	if !(Python{}).Wants(hdr("usr/lib/python3/site-packages/six-1.16.0-py3.11.egg/EGG-INFO/PKG-INFO", 0o644)) {
+		t.Error("egg directory metadata not wanted")
+	}
+}
+
 func TestManifests(t *testing.T) {
 	for name, doc := range map[string]string{
 		"v1": `[{"name":"monolog/monolog","version":"v2.9.1","license":["MIT"]}]`,

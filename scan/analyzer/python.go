@@ -2,7 +2,10 @@ package analyzer
 
 import (
 	"archive/tar"
+	"archive/zip"
+	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"path"
 	"regexp"
@@ -13,7 +16,8 @@ import (
 
 // Python reads installed distributions' core metadata
 // (https://packaging.python.org/en/latest/specifications/core-metadata/):
-// *.dist-info/METADATA, *.egg-info/PKG-INFO and single-file *.egg-info.
+// *.dist-info/METADATA, *.egg-info/PKG-INFO, <name>.egg/EGG-INFO/PKG-INFO
+// and single-file *.egg-info.
 // Ecosystem "PyPI"; the purl name is PEP 503 normalised.
 type Python struct{}
 
@@ -28,7 +32,7 @@ func (Python) Wants(hdr *tar.Header) bool {
 	switch {
 	case b == "METADATA" && strings.HasSuffix(d, ".dist-info"):
 		return true
-	case b == "PKG-INFO" && strings.HasSuffix(d, ".egg-info"):
+	case b == "PKG-INFO" && (strings.HasSuffix(d, ".egg-info") || d == "EGG-INFO"):
 		return true
 	case strings.HasSuffix(b, ".egg-info"):
 		return true
@@ -86,4 +90,53 @@ func ParsePythonMetadata(r io.Reader) (*scan.Package, error) {
 		p.Licenses = []string{license}
 	}
 	return p, nil
+}
+
+// PythonArchive reads wheels (.whl) and zipped eggs (.egg) lying in the
+// image (e.g. vendored into site-packages or a pip cache): the archive's own
+// *.dist-info/METADATA or EGG-INFO/PKG-INFO. Ecosystem "PyPI".
+type PythonArchive struct{}
+
+func (PythonArchive) Name() string    { return "python-archive" }
+func (PythonArchive) Version() string { return "1" }
+func (PythonArchive) Wants(hdr *tar.Header) bool {
+	if !isRegular(hdr) {
+		return false
+	}
+	n := strings.ToLower(hdr.Name)
+	return strings.HasSuffix(n, ".whl") || strings.HasSuffix(n, ".egg")
+}
+func (PythonArchive) Analyze(ctx context.Context, hdr *tar.Header, r io.Reader) ([]scan.Package, error) {
+	return nil, fmt.Errorf("python-archive: needs random access")
+}
+
+// WantsHead accepts zip local file headers.
+func (PythonArchive) WantsHead(hdr *tar.Header, head []byte) bool {
+	return bytes.HasPrefix(head, []byte("PK\x03\x04"))
+}
+
+// AnalyzeAt reads the archive's metadata file.
+func (PythonArchive) AnalyzeAt(ctx context.Context, hdr *tar.Header, r io.ReaderAt, size int64) (scan.Result, error) {
+	zr, err := zip.NewReader(r, size)
+	if err != nil {
+		return scan.Result{}, fmt.Errorf("python-archive: %w", err)
+	}
+	for _, f := range zr.File {
+		dir, base := path.Split(f.Name)
+		dir = strings.TrimSuffix(dir, "/")
+		if strings.Contains(dir, "/") || !(base == "METADATA" && strings.HasSuffix(dir, ".dist-info") || base == "PKG-INFO" && dir == "EGG-INFO") {
+			continue
+		}
+		rc, err := f.Open()
+		if err != nil {
+			return scan.Result{}, fmt.Errorf("python-archive: %w", err)
+		}
+		p, err := ParsePythonMetadata(rc)
+		rc.Close()
+		if err != nil || p == nil {
+			return scan.Result{}, err
+		}
+		return scan.Result{Packages: []scan.Package{*p}}, nil
+	}
+	return scan.Result{}, nil
 }
