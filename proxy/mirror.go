@@ -20,7 +20,8 @@ const DockerHub = "https://registry-1.docker.io"
 // containerd's hosts.toml): read-only (writes answer 405 UNSUPPORTED); the
 // proxy authenticates itself upstream with the token flow of
 // go-containerregistry's transport (anonymous, or Username/Password for
-// Proxy.Upstream); single-component names on Docker Hub get "library/";
+// Proxy.Upstream); single-component names on Docker Hub (or ns=docker.io)
+// get "library/";
 // containerd's ?ns=<registry> selects the upstream per request; blob
 // redirects are followed by the proxy. Records name images
 // "<ns>/<repository>" when ns selects a registry other than
@@ -64,6 +65,7 @@ func (p *Proxy) serveMirror(w http.ResponseWriter, r *http.Request, rt route) {
 		def, _ = url.Parse(DockerHub)
 	}
 	base, recordPrefix := def, ""
+	hub := isDockerHub(def.Host)
 	if ns := r.URL.Query().Get("ns"); ns != "" {
 		b, err := p.Mirror.registryURL(ns)
 		if err != nil {
@@ -72,10 +74,12 @@ func (p *Proxy) serveMirror(w http.ResponseWriter, r *http.Request, rt route) {
 		}
 		if !strings.EqualFold(b.Host, def.Host) {
 			base, recordPrefix = b, ns+"/"
+			hub = isDockerHub(b.Host)
 		}
+		hub = hub || ns == "docker.io"
 	}
 	repo := rt.repo
-	if isDockerHub(base.Host) && !strings.Contains(repo, "/") {
+	if hub && !strings.Contains(repo, "/") {
 		repo = "library/" + repo
 	}
 	tr, err := p.mirrorTransport(r, base, repo, base == def)

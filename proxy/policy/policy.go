@@ -37,7 +37,8 @@ type Rule struct {
 	// Severity is the threshold: ACTIVE findings at or above it refuse the pull.
 	Severity scan.Severity
 	// ScanTimeout bounds the synchronous scan of an unscanned image
-	// (default 60s).
+	// (default 25s, below the proxy's default 30s manifest timeout, which
+	// bounds the Gate too).
 	ScanTimeout time.Duration
 	// FailOpen serves the image when its scan times out or fails; default
 	// refuse.
@@ -121,7 +122,7 @@ func New(o Options) *Policy {
 	return &Policy{o: o, log: o.Logger.With().Str("op", "policy").Logger(), inflight: map[digest.Digest]*scanCall{}}
 }
 
-const defaultScanTimeout = 60 * time.Second
+const defaultScanTimeout = 25 * time.Second
 
 // Rule returns the strictest rule (lowest severity threshold) whose filter
 // matches repo, or nil when no rule applies.
