@@ -62,18 +62,18 @@ func TestValidateRegistryBasicVsEnhanced(t *testing.T) {
 		in      RegistryScanningConfiguration
 		wantErr string // substring; "" means valid
 	}{
-		{"enhanced continuous", RegistryScanningConfiguration{ScanTypeEnhanced, []index.ScanningRule{{FreqContinuous, f}}}, ""},
-		{"enhanced scan on push", RegistryScanningConfiguration{ScanTypeEnhanced, []index.ScanningRule{{FreqScanOnPush, f}}}, ""},
-		{"enhanced manual refused", RegistryScanningConfiguration{ScanTypeEnhanced, []index.ScanningRule{{FreqManual, f}}}, "MANUAL scan frequency is not supported for ENHANCED scan type"},
-		{"basic scan on push", RegistryScanningConfiguration{ScanTypeBasic, []index.ScanningRule{{FreqScanOnPush, f}}}, ""},
-		{"basic manual", RegistryScanningConfiguration{ScanTypeBasic, []index.ScanningRule{{FreqManual, f}}}, ""},
-		{"basic continuous refused", RegistryScanningConfiguration{ScanTypeBasic, []index.ScanningRule{{FreqContinuous, f}}}, "CONTINUOUS_SCAN scan frequency is not supported for BASIC scan type"},
+		{"enhanced continuous", RegistryScanningConfiguration{ScanTypeEnhanced, []index.ScanningRule{rr(FreqContinuous, f)}}, ""},
+		{"enhanced scan on push", RegistryScanningConfiguration{ScanTypeEnhanced, []index.ScanningRule{rr(FreqScanOnPush, f)}}, ""},
+		{"enhanced manual refused", RegistryScanningConfiguration{ScanTypeEnhanced, []index.ScanningRule{rr(FreqManual, f)}}, "MANUAL scan frequency is not supported for ENHANCED scan type"},
+		{"basic scan on push", RegistryScanningConfiguration{ScanTypeBasic, []index.ScanningRule{rr(FreqScanOnPush, f)}}, ""},
+		{"basic manual", RegistryScanningConfiguration{ScanTypeBasic, []index.ScanningRule{rr(FreqManual, f)}}, ""},
+		{"basic continuous refused", RegistryScanningConfiguration{ScanTypeBasic, []index.ScanningRule{rr(FreqContinuous, f)}}, "CONTINUOUS_SCAN scan frequency is not supported for BASIC scan type"},
 		{"bad scan type", RegistryScanningConfiguration{"DEEP", nil}, "Member must satisfy enum value set: [BASIC, ENHANCED]"},
-		{"three rules", RegistryScanningConfiguration{ScanTypeEnhanced, []index.ScanningRule{{FreqContinuous, f}, {FreqContinuous, f}, {FreqContinuous, f}}}, "length less than or equal to 2"},
-		{"no filters", RegistryScanningConfiguration{ScanTypeEnhanced, []index.ScanningRule{{FreqContinuous, nil}}}, "length between 1 and 100"},
-		{"bad filter type", RegistryScanningConfiguration{ScanTypeEnhanced, []index.ScanningRule{{FreqContinuous, []index.RepositoryFilter{{Filter: "a", FilterType: "REGEX"}}}}}, "[WILDCARD]"},
-		{"uppercase filter", RegistryScanningConfiguration{ScanTypeEnhanced, []index.ScanningRule{{FreqContinuous, []index.RepositoryFilter{{Filter: "App", FilterType: FilterWildcard}}}}}, "regular expression pattern"},
-		{"bad frequency", RegistryScanningConfiguration{ScanTypeEnhanced, []index.ScanningRule{{"HOURLY", f}}}, "SCAN_ON_PUSH, CONTINUOUS_SCAN, MANUAL"},
+		{"three rules", RegistryScanningConfiguration{ScanTypeEnhanced, []index.ScanningRule{rr(FreqContinuous, f), rr(FreqContinuous, f), rr(FreqContinuous, f)}}, "length less than or equal to 2"},
+		{"no filters", RegistryScanningConfiguration{ScanTypeEnhanced, []index.ScanningRule{rr(FreqContinuous, nil)}}, "length between 1 and 100"},
+		{"bad filter type", RegistryScanningConfiguration{ScanTypeEnhanced, []index.ScanningRule{rr(FreqContinuous, []index.RepositoryFilter{{Filter: "a", FilterType: "REGEX"}})}}, "[WILDCARD]"},
+		{"uppercase filter", RegistryScanningConfiguration{ScanTypeEnhanced, []index.ScanningRule{rr(FreqContinuous, []index.RepositoryFilter{{Filter: "App", FilterType: FilterWildcard}})}}, "regular expression pattern"},
+		{"bad frequency", RegistryScanningConfiguration{ScanTypeEnhanced, []index.ScanningRule{rr("HOURLY", f)}}, "SCAN_ON_PUSH, CONTINUOUS_SCAN, MANUAL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -87,6 +87,10 @@ func TestValidateRegistryBasicVsEnhanced(t *testing.T) {
 			assert.Contains(t, ve.Message, tt.wantErr)
 		})
 	}
+}
+
+func rr(freq string, f []index.RepositoryFilter) index.ScanningRule {
+	return index.ScanningRule{ScanFrequency: freq, RepositoryFilters: f}
 }
 
 func TestValidateEcr(t *testing.T) {

@@ -19,12 +19,8 @@ func (s *Service) Run(ctx context.Context) error {
 	if _, err := s.Configuration(ctx); err != nil {
 		return err
 	}
-	n, err := s.queue.Recover(ctx, s.now())
-	if err != nil {
-		return fmt.Errorf("lifecycle: recover queue: %w", err)
-	}
-	if n > 0 {
-		s.log.Info().Int("jobs", n).Msg("recovered jobs leased by a previous process")
+	if _, err := s.Recover(ctx); err != nil {
+		return err
 	}
 	var wg sync.WaitGroup
 	for range s.o.Workers {
@@ -41,6 +37,21 @@ func (s *Service) Run(ctx context.Context) error {
 	}()
 	wg.Wait()
 	return nil
+}
+
+// Recover makes the jobs a killed process left leased due now and returns
+// how many. Run calls it first; call it yourself only before Drain in a
+// process where Run is not running (the Badger directory lock makes leases
+// found then a dead process's).
+func (s *Service) Recover(ctx context.Context) (int, error) {
+	n, err := s.queue.Recover(ctx, s.now())
+	if err != nil {
+		return n, fmt.Errorf("lifecycle: recover queue: %w", err)
+	}
+	if n > 0 {
+		s.log.Info().Int("jobs", n).Msg("recovered jobs leased by a previous process")
+	}
+	return n, nil
 }
 
 func (s *Service) sweepLoop(ctx context.Context) {
