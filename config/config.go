@@ -138,7 +138,8 @@ type PullPolicy struct {
 	RepositoryFilter string `yaml:"repositoryFilter"` // wildcard, default "*"
 	Severity         string `yaml:"severity"`         // CRITICAL, HIGH, MEDIUM, LOW
 	// ScanTimeout bounds the wait for the scan of a not-yet-scanned image
-	// before its first pull is answered (default 60s; see docs/policy.md).
+	// before its first pull is answered (default 25s, kept below
+	// upstream.timeout which bounds it too; see docs/policy.md).
 	ScanTimeout time.Duration `yaml:"scanTimeout"`
 	// FailOpen serves the image when that scan does not finish in time or
 	// fails; the default (false) refuses the pull with DENIED until it has.

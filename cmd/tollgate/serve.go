@@ -21,6 +21,9 @@ import (
 	"github.com/tollgate-registry/tollgate/proxy"
 	"github.com/tollgate-registry/tollgate/proxy/admin"
 	"github.com/tollgate-registry/tollgate/proxy/embedded"
+	"github.com/tollgate-registry/tollgate/proxy/events"
+	"github.com/tollgate-registry/tollgate/proxy/metrics"
+	"github.com/tollgate-registry/tollgate/scan/lifecycle"
 )
 
 // server is everything `tollgate serve` runs. wireCore fills the core
@@ -39,6 +42,16 @@ type server struct {
 	proxy     *proxy.Proxy
 	admin     *admin.Server
 
+	// Observability and policy (serve_observe.go): metrics is nil without
+	// wireMetrics; events is nil (discarding) without webhooks; imageScanner
+	// is set by the scan component and used by the pull policy;
+	// wrapRegistry wraps the registry listener's handler, outermost last.
+	metrics      *metrics.Registry
+	events       *events.Publisher
+	eventBuilder events.Builder
+	imageScanner lifecycle.ImageScanner
+	wrapRegistry []func(http.Handler) http.Handler
+
 	// background tasks run until the serve context ends; an error is logged.
 	background []func(ctx context.Context) error
 	// closers run in reverse order after the listeners stopped.
@@ -51,7 +64,7 @@ type component func(ctx context.Context, s *server) error
 // components lists the optional parts wired after the core, in order. Add
 // yours here; each lives in its own file.
 func components() []component {
-	return []component{}
+	return []component{wireMetrics, wireEvents, wirePolicy}
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -232,7 +245,11 @@ func (s *server) run(ctx context.Context) error {
 		s.log.Info().Str("op", "serve").Str("addr", ln.Addr().String()).Msgf("%s listening", name)
 		return nil
 	}
-	if err := add("registry", s.cfg.Server.Listen, proxy.AccessLog(s.log, s.proxy)); err != nil {
+	var regHandler http.Handler = proxy.AccessLog(s.log, s.proxy)
+	for _, wrap := range s.wrapRegistry {
+		regHandler = wrap(regHandler)
+	}
+	if err := add("registry", s.cfg.Server.Listen, regHandler); err != nil {
 		return err
 	}
 	if err := add("admin", s.cfg.Server.AdminListen, s.admin); err != nil {

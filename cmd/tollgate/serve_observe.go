@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/tollgate-registry/tollgate/index"
+	"github.com/tollgate-registry/tollgate/proxy/admin"
+	"github.com/tollgate-registry/tollgate/proxy/events"
+	"github.com/tollgate-registry/tollgate/proxy/metrics"
+	"github.com/tollgate-registry/tollgate/proxy/policy"
+	"github.com/tollgate-registry/tollgate/scan"
+	"github.com/tollgate-registry/tollgate/scan/lifecycle"
+)
+
+// wireMetrics builds the Prometheus registry, counts registry requests by
+// operation, and serves GET /metrics on the admin listener: open when
+// admin.metricsOpen is set, else behind the admin credentials (not served at
+// all when none are configured).
+func wireMetrics(ctx context.Context, s *server) error {
+	m := metrics.New()
+	s.metrics = m
+	m.WatchDBSize(s.db)
+	queue := index.NewQueue(s.db)
+	m.WatchQueueDepth(func() int {
+		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		n, err := queue.Len(qctx)
+		if err != nil {
+			return -1
+		}
+		return n
+	})
+	advs := index.NewAdvisoryStore(s.db, s.log)
+	m.WatchAdvisoryAge(func(ctx context.Context) (map[string]time.Time, error) {
+		srcs, err := advs.Sources(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[string]time.Time, len(srcs))
+		for _, src := range srcs {
+			out[src.Source] = src.ImportedAt
+		}
+		return out, nil
+	})
+	s.wrapRegistry = append(s.wrapRegistry, m.Middleware)
+	findings := index.NewFindingStore(s.db)
+	s.background = append(s.background, func(ctx context.Context) error {
+		return refreshFindingsGauge(ctx, findings, m, time.Minute)
+	})
+
+	h := m.Handler()
+	if !s.cfg.Admin.MetricsOpen {
+		keys := map[string]string{}
+		for _, k := range s.cfg.Admin.AccessKeys {
+			keys[k.AccessKeyID] = k.SecretAccessKey
+		}
+		auth, err := admin.NewAuth(admin.AuthOptions{Token: s.cfg.Admin.Token, AccessKeys: keys, Logger: s.log})
+		if errors.Is(err, admin.ErrNoCredentials) {
+			s.log.Warn().Str("op", "metrics").Msg("/metrics not served: set admin.token (or access keys), or admin.metricsOpen")
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("serve: metrics auth: %w", err)
+		}
+		h = auth.Wrap(h)
+	}
+	s.admin.Handle("GET /metrics", h)
+	return nil
+}
+
+// refreshFindingsGauge recounts stored findings by status and severity every
+// period (a scrape must stay cheap, a full count is not).
+func refreshFindingsGauge(ctx context.Context, fs *index.FindingStore, m *metrics.Registry, period time.Duration) error {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		counts := map[scan.FindingStatus]map[scan.Severity]int{}
+		err := fs.Each(ctx, func(f scan.Finding) error {
+			if counts[f.Status] == nil {
+				counts[f.Status] = map[scan.Severity]int{}
+			}
+			counts[f.Status][f.Severity]++
+			return nil
+		})
+		if err == nil {
+			m.SetFindings(counts)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// wireEvents starts the webhook deliverer when admin.webhooks are
+// configured and publishes ECR Image Action events for the pushes, pulls
+// and deletes the proxy records. s.events is the publisher other components
+// use for Inspector2 Scan / Finding / Coverage events (nil, which discards,
+// without webhooks).
+func wireEvents(_ context.Context, s *server) error {
+	if len(s.cfg.Admin.Webhooks) == 0 {
+		return nil
+	}
+	ob, err := index.NewOutbox(s.db)
+	if err != nil {
+		return err
+	}
+	s.closers = append(s.closers, func(context.Context) error { return ob.Close() })
+	targets := make([]events.Target, 0, len(s.cfg.Admin.Webhooks))
+	for _, w := range s.cfg.Admin.Webhooks {
+		targets = append(targets, events.Target{URL: w.URL, Headers: w.Headers})
+	}
+	var em events.Metrics
+	if s.metrics != nil {
+		em = s.metrics
+	}
+	d := events.NewDeliverer(ob, targets, events.DelivererOptions{Logger: s.log, Metrics: em})
+	s.background = append(s.background, d.Run)
+	s.events = events.NewPublisher(ob, d.Wake)
+	s.eventBuilder = events.Builder{Region: s.cfg.Admin.Region}
+	s.proxy.Observers = append(s.proxy.Observers, imageActionObserver{s})
+	return nil
+}
+
+// imageActionObserver publishes "ECR Image Action" for recorded pushes,
+// pulls and deletes.
+type imageActionObserver struct{ s *server }
+
+func (o imageActionObserver) Observe(ctx context.Context, ev index.Event) {
+	switch ev.Kind {
+	case index.EventPush, index.EventPull, index.EventDelete:
+	default:
+		return
+	}
+	e, err := o.s.eventBuilder.ImageAction(ev)
+	if err == nil {
+		err = o.s.events.Publish(ctx, e)
+	}
+	if err != nil {
+		o.s.log.Error().Err(err).Str("repo", ev.Repository).Str("digest", ev.Digest.String()).
+			Str("op", "events").Msg("publish image action")
+	}
+}
+
+// wirePolicy installs the pull policy as the proxy's Gate when policy rules
+// are configured. Never-scanned images are scanned through s.imageScanner
+// (set by the scan component) before the manifest is served.
+func wirePolicy(_ context.Context, s *server) error {
+	if len(s.cfg.Policy) == 0 {
+		return nil
+	}
+	var pm policy.Metrics
+	if s.metrics != nil {
+		pm = s.metrics
+	}
+	s.proxy.Gate = policy.New(policy.Options{
+		Rules:     policy.RulesFromConfig(s.cfg.Policy),
+		Findings:  index.NewFindingStore(s.db),
+		Coverages: index.NewCoverages(s.db),
+		Scanner:   policyScanner{s},
+		Metrics:   pm,
+		Logger:    s.log,
+	})
+	return nil
+}
+
+// policyScanner runs a synchronous scan for the pull policy with the
+// server's lifecycle.ImageScanner, looked up at call time (components may
+// be wired in any order).
+type policyScanner struct{ s *server }
+
+func (p policyScanner) ScanNow(ctx context.Context, repo string, image digest.Digest) error {
+	if p.s.imageScanner == nil {
+		return errors.New("serve: no image scanner configured")
+	}
+	_, err := p.s.imageScanner.Scan(ctx, lifecycle.ScanRequest{
+		Repository: repo,
+		Image:      image,
+		ScanType:   "ENHANCED",
+		Triggers:   []string{lifecycle.TriggerPull},
+	})
+	return err
+}

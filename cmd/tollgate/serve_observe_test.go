@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tollgate-registry/tollgate/config"
+	"github.com/tollgate-registry/tollgate/index"
+	"github.com/tollgate-registry/tollgate/proxy"
+	"github.com/tollgate-registry/tollgate/proxy/admin"
+	"github.com/tollgate-registry/tollgate/proxy/events"
+	"github.com/tollgate-registry/tollgate/scan"
+)
+
+// TestServeObservability wires metrics, events and the pull policy the way
+// `tollgate serve` does, in front of a fake upstream registry, and checks
+// what a client, a webhook receiver and a Prometheus scrape see.
+func TestServeObservability(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	manifest := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",` +
+		`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:` +
+		digest.FromString("c").Encoded() + `","size":1},"layers":[]}`)
+	img := digest.FromBytes(manifest)
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+		w.Header().Set("Docker-Content-Digest", img.String())
+		_, _ = w.Write(manifest)
+	}))
+	defer upstream.Close()
+
+	var mu sync.Mutex
+	var received []events.Event
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ev events.Event
+		if json.NewDecoder(r.Body).Decode(&ev) == nil && r.Header.Get("Content-Type") == events.ContentType {
+			mu.Lock()
+			received = append(received, ev)
+			mu.Unlock()
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer hook.Close()
+
+	cfg := config.Default()
+	cfg.Admin.Token = "t0ken"
+	cfg.Admin.Webhooks = []config.Webhook{{URL: hook.URL}}
+	cfg.Policy = []config.PullPolicy{{RepositoryFilter: "team/*", Severity: "HIGH"}}
+	db, err := index.Open(filepath.Join(t.TempDir(), "index"), index.Options{Logger: zerolog.Nop()})
+	require.NoError(t, err)
+	up, _ := url.Parse(upstream.URL)
+	s := &server{cfg: cfg, log: zerolog.Nop(), db: db,
+		proxy: &proxy.Proxy{Upstream: up, Logger: zerolog.Nop()},
+		admin: admin.New(admin.Options{Logger: zerolog.Nop()})}
+	for _, c := range []component{wireMetrics, wireEvents, wirePolicy} {
+		require.NoError(t, c(ctx, s))
+	}
+	var wg sync.WaitGroup
+	for _, task := range s.background {
+		wg.Go(func() { _ = task(ctx) })
+	}
+	defer func() {
+		cancel()
+		wg.Wait()
+		for i := len(s.closers) - 1; i >= 0; i-- {
+			require.NoError(t, s.closers[i](context.Background()))
+		}
+		require.NoError(t, db.Close())
+	}()
+
+	// The image was scanned: one CRITICAL finding.
+	now := time.Now()
+	_, err = index.NewFindingStore(db).Replace(ctx, img, []scan.Finding{{ID: "f1", Image: img,
+		VulnerabilityID: "CVE-2024-1", Severity: scan.SeverityCritical, Status: scan.FindingActive,
+		Package: scan.Package{Name: "openssl", Version: "1"}}}, now)
+	require.NoError(t, err)
+	require.NoError(t, index.NewCoverages(db).Put(ctx, &index.Coverage{Image: img, StatusCode: index.StatusActive,
+		Reason: scan.ReasonSuccessful, LastScannedAt: &now, UpdatedAt: now}))
+
+	var reg http.Handler = s.proxy
+	for _, wrap := range s.wrapRegistry {
+		reg = wrap(reg)
+	}
+	regSrv := httptest.NewServer(reg)
+	defer regSrv.Close()
+
+	get := func(path string) (int, []byte) {
+		resp, err := http.Get(regSrv.URL + path)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	// Refused in team/*: OCI DENIED naming the findings and how to see them.
+	code, body := get("/v2/team/app/manifests/v1")
+	require.Equal(t, http.StatusForbidden, code)
+	var oci struct {
+		Errors []struct{ Code, Message string } `json:"errors"`
+	}
+	require.NoError(t, json.Unmarshal(body, &oci))
+	require.Equal(t, "DENIED", oci.Errors[0].Code)
+	require.Contains(t, oci.Errors[0].Message, "1 ACTIVE finding at or above HIGH (1 CRITICAL)")
+	require.Contains(t, oci.Errors[0].Message, "tollgate findings list")
+
+	// Served elsewhere, and the pull becomes an "ECR Image Action" event.
+	code, body = get("/v2/other/app/manifests/v1")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, manifest, body)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		n := len(received)
+		mu.Unlock()
+		if n > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	mu.Lock()
+	require.Len(t, received, 1, "one pull served, one event")
+	ev := received[0]
+	mu.Unlock()
+	require.Equal(t, events.TypeImageAction, ev.Type)
+	var detail events.ImageActionDetail
+	require.NoError(t, json.Unmarshal(ev.Data, &detail))
+	require.Equal(t, events.ImageActionDetail{Result: "SUCCESS", RepositoryName: "other/app", ImageDigest: img.String(),
+		ActionType: "PULL", ImageTag: "v1", MediaType: "application/vnd.oci.image.manifest.v1+json"}, detail)
+
+	// /metrics on the admin listener needs the admin token.
+	adm := httptest.NewServer(s.admin)
+	defer adm.Close()
+	resp, err := http.Get(adm.URL + "/metrics")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	scrapeMetrics := func() string {
+		req, _ := http.NewRequest(http.MethodGet, adm.URL+"/metrics", nil)
+		req.Header.Set("Authorization", "Bearer t0ken")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	// The delivery is counted after the receiver answered: wait for it.
+	delivered := `tollgate_webhook_deliveries_total{outcome="delivered",target="` + events.Target{URL: hook.URL}.ID() + `"} 1`
+	metricsText := scrapeMetrics()
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(metricsText, delivered) && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+		metricsText = scrapeMetrics()
+	}
+	for _, want := range []string{
+		`tollgate_registry_requests_total{code="403",operation="pull_manifest"} 1`,
+		`tollgate_registry_requests_total{code="200",operation="pull_manifest"} 1`,
+		`tollgate_policy_decisions_total{decision="denied"} 1`,
+		delivered,
+		`tollgate_badger_size_bytes{part="lsm"}`,
+		"tollgate_scan_queue_depth 0",
+	} {
+		require.Contains(t, metricsText, want)
+	}
+}
