@@ -59,86 +59,133 @@ func (s *FindingStore) ReplaceFor(ctx context.Context, image digest.Digest, keys
 }
 
 func (s *FindingStore) replace(ctx context.Context, image digest.Digest, keys []match.PackageKey, found []scan.Finding, now time.Time) (ReplaceResult, error) {
-	var res ReplaceResult
+	rs, err := s.ReplaceMany(ctx, []ReplaceRequest{{Image: image, Keys: keys, Found: found}}, now)
+	if err != nil {
+		return ReplaceResult{}, err
+	}
+	return rs[0], nil
+}
+
+// ReplaceRequest is one image's part of a ReplaceMany: Keys nil replaces
+// all the image's findings (Replace), non-nil only those of packages filed
+// under Keys (ReplaceFor).
+type ReplaceRequest struct {
+	Image digest.Digest
+	Keys  []match.PackageKey
+	Found []scan.Finding
+}
+
+// ReplaceMany applies many Replace/ReplaceFor at once: the current findings
+// are read in one transaction and the changes written in one write batch,
+// which is what makes re-matching tens of thousands of images cheap. A
+// concurrent writer to the same image between the read and the write is
+// not detected (images are re-matched by one Rematcher at a time).
+func (s *FindingStore) ReplaceMany(ctx context.Context, reqs []ReplaceRequest, now time.Time) ([]ReplaceResult, error) {
 	now = now.UTC()
-	img := image.String()
-	pfx := key(pfxFinding, img, "")
+	out := make([]ReplaceResult, len(reqs))
 	var writes []scan.Finding
 	err := s.db.bdb.View(func(txn *badger.Txn) error {
-		existing := map[string]scan.Finding{}
-		if err := scanPrefix(txn, pfx, false, func(it *badger.Item) error {
-			var f scan.Finding
-			if err := it.Value(func(b []byte) error { return decode(b, &f) }); err != nil {
+		for i := range reqs {
+			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if keys != nil {
-				k, _, ok := match.LookupKey(&f.Package)
-				if !ok || !slices.Contains(keys, k) {
-					return nil
-				}
+			w, err := planReplace(txn, &reqs[i], now, &out[i])
+			if err != nil {
+				return fmt.Errorf("findings of %s: %w", reqs[i].Image, err)
 			}
-			existing[f.ID] = f
-			return nil
-		}); err != nil {
-			return err
-		}
-		seen := map[string]bool{}
-		for _, f := range found {
-			if seen[f.ID] {
-				continue
-			}
-			seen[f.ID] = true
-			f.Image = image
-			old, had := existing[f.ID]
-			switch {
-			case !had:
-				f.Status, f.FirstObservedAt, f.LastObservedAt, f.UpdatedAt, f.ClosedAt = scan.FindingActive, now, now, now, nil
-				res.Created = append(res.Created, f)
-			case old.Status == scan.FindingClosed:
-				f.Status, f.FirstObservedAt, f.LastObservedAt, f.UpdatedAt, f.ClosedAt = scan.FindingActive, old.FirstObservedAt, now, now, nil
-				res.Created = append(res.Created, f)
-			default:
-				f.Status, f.FirstObservedAt, f.LastObservedAt, f.ClosedAt = old.Status, old.FirstObservedAt, now, nil
-				f.UpdatedAt = old.UpdatedAt
-				if !sameContent(old, f) {
-					f.UpdatedAt = now
-					res.Updated = append(res.Updated, f)
-				} else {
-					res.Observed++
-				}
-			}
-			writes = append(writes, f)
-		}
-		for id, old := range existing {
-			if seen[id] || old.Status == scan.FindingClosed {
-				continue
-			}
-			t := now
-			old.Status, old.ClosedAt, old.UpdatedAt = scan.FindingClosed, &t, now
-			res.Closed = append(res.Closed, old)
-			writes = append(writes, old)
+			writes = append(writes, w...)
 		}
 		return nil
 	})
 	if err != nil {
-		return ReplaceResult{}, fmt.Errorf("index: findings of %s: %w", image, err)
+		return nil, fmt.Errorf("index: %w", err)
 	}
-	if err := s.put(ctx, img, writes); err != nil {
-		return ReplaceResult{}, fmt.Errorf("index: findings of %s: %w", image, err)
+	if err := s.putBatch(writes); err != nil {
+		return nil, fmt.Errorf("index: write findings: %w", err)
 	}
-	return res, nil
+	return out, nil
 }
 
-func (s *FindingStore) put(ctx context.Context, img string, fs []scan.Finding) error {
-	return updateChunked(s.db.bdb, func(txn *badger.Txn, i int) (bool, error) {
-		if i >= len(fs) {
-			return true, ctx.Err()
+func planReplace(txn *badger.Txn, req *ReplaceRequest, now time.Time, res *ReplaceResult) ([]scan.Finding, error) {
+	image, keys := req.Image, req.Keys
+	var writes []scan.Finding
+	existing := map[string]scan.Finding{}
+	if err := scanPrefix(txn, key(pfxFinding, image.String(), ""), false, func(it *badger.Item) error {
+		var f scan.Finding
+		if err := it.Value(func(b []byte) error { return decode(b, &f) }); err != nil {
+			return err
 		}
-		if err := setJSON(txn, key(pfxFinding, img, fs[i].ID), fs[i]); err != nil {
-			return false, err
+		if keys != nil {
+			k, _, ok := match.LookupKey(&f.Package)
+			if !ok || !slices.Contains(keys, k) {
+				return nil
+			}
 		}
-		return false, txn.Set(key(pfxFindingByID, fs[i].ID), []byte(img))
-	})
+		existing[f.ID] = f
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for _, f := range req.Found {
+		if seen[f.ID] {
+			continue
+		}
+		seen[f.ID] = true
+		f.Image = image
+		old, had := existing[f.ID]
+		switch {
+		case !had:
+			f.Status, f.FirstObservedAt, f.LastObservedAt, f.UpdatedAt, f.ClosedAt = scan.FindingActive, now, now, now, nil
+			res.Created = append(res.Created, f)
+		case old.Status == scan.FindingClosed:
+			f.Status, f.FirstObservedAt, f.LastObservedAt, f.UpdatedAt, f.ClosedAt = scan.FindingActive, old.FirstObservedAt, now, now, nil
+			res.Created = append(res.Created, f)
+		default:
+			f.Status, f.FirstObservedAt, f.LastObservedAt, f.ClosedAt = old.Status, old.FirstObservedAt, now, nil
+			f.UpdatedAt = old.UpdatedAt
+			if !sameContent(old, f) {
+				f.UpdatedAt = now
+				res.Updated = append(res.Updated, f)
+			} else {
+				res.Observed++
+			}
+		}
+		writes = append(writes, f)
+	}
+	for id, old := range existing {
+		if seen[id] || old.Status == scan.FindingClosed {
+			continue
+		}
+		t := now
+		old.Status, old.ClosedAt, old.UpdatedAt = scan.FindingClosed, &t, now
+		res.Closed = append(res.Closed, old)
+		writes = append(writes, old)
+	}
+	return writes, nil
+}
+
+// putBatch writes findings (and their id index) with one write batch.
+func (s *FindingStore) putBatch(fs []scan.Finding) error {
+	if len(fs) == 0 {
+		return nil
+	}
+	wb := s.db.bdb.NewWriteBatch()
+	defer wb.Cancel()
+	for i := range fs {
+		b, err := encode(fs[i])
+		if err != nil {
+			return err
+		}
+		img := fs[i].Image.String()
+		if err := wb.Set(key(pfxFinding, img, fs[i].ID), b); err != nil {
+			return err
+		}
+		if err := wb.Set(key(pfxFindingByID, fs[i].ID), []byte(img)); err != nil {
+			return err
+		}
+	}
+	return wb.Flush()
 }
 
 // sameContent compares what a rescan can change, ignoring times and status.

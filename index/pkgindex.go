@@ -193,3 +193,48 @@ func (x *PkgIndex) Inventory(ctx context.Context, image digest.Digest) (*scan.In
 	}
 	return inv, nil
 }
+
+// IndexNewImages indexes many images that are not indexed yet with write
+// batches (bulk loads and rebuilds: no per-image transaction). Indexing an
+// image already present leaves stale keys; use IndexImage for those.
+func (x *PkgIndex) IndexNewImages(ctx context.Context, invs []*scan.Inventory) error {
+	wb := x.db.bdb.NewWriteBatch()
+	defer wb.Cancel()
+	for _, inv := range invs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		groups := map[match.PackageKey][]scan.Package{}
+		var keys []match.PackageKey
+		for i := range inv.Packages {
+			p := inv.Packages[i]
+			k, _, ok := match.LookupKey(&p)
+			if !ok {
+				continue
+			}
+			if _, seen := groups[k]; !seen {
+				keys = append(keys, k)
+			}
+			p.Licenses = nil
+			groups[k] = append(groups[k], p)
+		}
+		img := inv.Image.String()
+		b, err := encode(keys)
+		if err != nil {
+			return err
+		}
+		if err := wb.Set(key(pfxPkgIndexRev, img), b); err != nil {
+			return err
+		}
+		for _, k := range keys {
+			b, err := encode(groups[k])
+			if err != nil {
+				return err
+			}
+			if err := wb.Set(append(pixPrefix(k), img...), b); err != nil {
+				return err
+			}
+		}
+	}
+	return wb.Flush()
+}

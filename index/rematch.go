@@ -98,8 +98,9 @@ func (r *Rematcher) ApplyDelta(ctx context.Context, d AdvisoryDelta) (RematchRes
 	for _, w := range work {
 		items = append(items, w)
 	}
-	return r.run(ctx, items, func(ctx context.Context, w *imageWork, now time.Time) (ReplaceResult, error) {
-		return r.Findings.ReplaceFor(ctx, w.image, w.keys, match.MergeDuplicates(w.found), now)
+	sort.Slice(items, func(i, j int) bool { return items[i].image < items[j].image })
+	return r.run(ctx, items, func(ctx context.Context, w *imageWork) (ReplaceRequest, error) {
+		return ReplaceRequest{Image: w.image, Keys: w.keys, Found: match.MergeDuplicates(w.found)}, nil
 	})
 }
 
@@ -114,65 +115,72 @@ func (r *Rematcher) All(ctx context.Context) (RematchResult, error) {
 	for i, img := range imgs {
 		items[i] = &imageWork{image: img}
 	}
-	return r.run(ctx, items, func(ctx context.Context, w *imageWork, now time.Time) (ReplaceResult, error) {
+	return r.run(ctx, items, func(ctx context.Context, w *imageWork) (ReplaceRequest, error) {
 		inv, err := r.Packages.Inventory(ctx, w.image)
 		if err != nil {
-			return ReplaceResult{}, err
+			return ReplaceRequest{}, err
 		}
 		fs, err := match.Match(ctx, inv, r.Advisories)
 		if err != nil {
-			return ReplaceResult{}, err
+			return ReplaceRequest{}, err
 		}
-		return r.Findings.Replace(ctx, w.image, fs, now)
+		return ReplaceRequest{Image: w.image, Found: fs}, nil
 	})
 }
 
-func (r *Rematcher) run(ctx context.Context, items []*imageWork, do func(context.Context, *imageWork, time.Time) (ReplaceResult, error)) (RematchResult, error) {
+// rematchChunk is how many images share one read transaction and one
+// write batch.
+const rematchChunk = 2048
+
+// run prepares each image's replacement (in Workers goroutines: matching
+// is CPU work) and applies them chunk by chunk with ReplaceMany.
+func (r *Rematcher) run(ctx context.Context, items []*imageWork, prep func(context.Context, *imageWork) (ReplaceRequest, error)) (RematchResult, error) {
 	now := r.now()
 	n := r.Workers
 	if n <= 0 {
 		n = 2
 	}
-	var (
-		mu       sync.Mutex
-		res      = RematchResult{Examined: len(items)}
-		firstErr error
-		wg       sync.WaitGroup
-	)
-	ch := make(chan *imageWork)
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for w := range ch {
-				rr, err := do(ctx, w, now)
-				mu.Lock()
-				if err != nil && firstErr == nil {
-					firstErr = fmt.Errorf("index: rematch %s: %w", w.image, err)
+	res := RematchResult{Examined: len(items)}
+	for start := 0; start < len(items); start += rematchChunk {
+		part := items[start:min(len(items), start+rematchChunk)]
+		reqs := make([]ReplaceRequest, len(part))
+		errs := make([]error, len(part))
+		var wg sync.WaitGroup
+		next := make(chan int)
+		for range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range next {
+					reqs[i], errs[i] = prep(ctx, part[i])
 				}
-				if rr.Changed() {
-					res.Changed = append(res.Changed, w.image)
-					res.Created += len(rr.Created)
-					res.Updated += len(rr.Updated)
-					res.Closed += len(rr.Closed)
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	for _, w := range items {
-		if ctx.Err() != nil {
-			break
+			}()
 		}
-		ch <- w
+		for i := range part {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				return res, fmt.Errorf("index: rematch %s: %w", part[i].image, err)
+			}
+		}
+		rrs, err := r.Findings.ReplaceMany(ctx, reqs, now)
+		if err != nil {
+			return res, fmt.Errorf("index: rematch: %w", err)
+		}
+		for i, rr := range rrs {
+			if rr.Changed() {
+				res.Changed = append(res.Changed, part[i].image)
+				res.Created += len(rr.Created)
+				res.Updated += len(rr.Updated)
+				res.Closed += len(rr.Closed)
+			}
+		}
 	}
-	close(ch)
-	wg.Wait()
 	sort.Slice(res.Changed, func(i, j int) bool { return res.Changed[i] < res.Changed[j] })
-	if firstErr == nil {
-		firstErr = ctx.Err()
-	}
 	r.Log.Info().Str("op", "rematch").Int("examined", res.Examined).Int("changed", len(res.Changed)).
 		Int("created", res.Created).Int("closed", res.Closed).Msg("re-match done")
-	return res, firstErr
+	return res, ctx.Err()
 }
