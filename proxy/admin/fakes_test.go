@@ -202,7 +202,7 @@ func seed(s *fakeStore) {
 	mk := func(n int, id, vuln string, sev scan.Severity, score float64, pkg, ver string, fix string) scan.Finding {
 		f := scan.Finding{ID: id, Image: dgst(n), VulnerabilityID: vuln, AdvisoryID: vuln, Title: vuln + " in " + pkg,
 			Severity: sev, FixAvailable: fix, Status: scan.FindingActive,
-			Package: scan.Package{Name: pkg, Version: ver, Ecosystem: "Debian:12", Kind: scan.KindOS, Path: "var/lib/dpkg/status", Layer: layer, Arch: "amd64"},
+			Package:         scan.Package{Name: pkg, Version: ver, Ecosystem: "Debian:12", Kind: scan.KindOS, Path: "var/lib/dpkg/status", Layer: layer, Arch: "amd64"},
 			FirstObservedAt: t0.Add(time.Duration(n) * time.Hour), LastObservedAt: t0.Add(72 * time.Hour), UpdatedAt: t0.Add(72 * time.Hour)}
 		if score > 0 {
 			f.CVSS = []scan.CVSS{{Version: "3.1", Vector: "CVSS:3.1/AV:N", BaseScore: score, Source: "NVD"}}
