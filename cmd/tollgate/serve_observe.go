@@ -187,3 +187,53 @@ func (p policyScanner) ScanNow(ctx context.Context, repo string, image digest.Di
 	})
 	return err
 }
+
+// announceScans wraps the scan component's image scanner so that every
+// successful scan publishes its finding changes ("Inspector2 Finding") and,
+// for an initial scan (not a rescan), "Inspector2 Scan" with the ACTIVE
+// counts. Without webhooks it returns inner unchanged. The scan component
+// wires it: s.imageScanner = s.announceScans(scanner).
+func (s *server) announceScans(inner lifecycle.ImageScanner) lifecycle.ImageScanner {
+	if s.events == nil || inner == nil {
+		return inner
+	}
+	a := &events.Announcer{
+		Publisher: s.events,
+		Builder:   s.eventBuilder,
+		Findings:  index.NewFindingStore(s.db),
+		Tags: func(ctx context.Context, repo string, image digest.Digest) []string {
+			if s.records == nil {
+				return nil
+			}
+			rec, err := s.records.Get(ctx, image)
+			if err != nil {
+				return nil
+			}
+			if ri := rec.Repo(repo); ri != nil {
+				return ri.Tags
+			}
+			return nil
+		},
+	}
+	return announcingScanner{inner: inner, a: a, s: s}
+}
+
+type announcingScanner struct {
+	inner lifecycle.ImageScanner
+	a     *events.Announcer
+	s     *server
+}
+
+func (w announcingScanner) Scan(ctx context.Context, req lifecycle.ScanRequest) (lifecycle.Result, error) {
+	before, berr := w.a.Before(ctx, req.Image)
+	res, err := w.inner.Scan(ctx, req)
+	if err != nil || berr != nil {
+		return res, err
+	}
+	if aerr := w.a.ScanDone(ctx, req.Repository, req.Image, before, !req.Rescan); aerr != nil {
+		// The scan stands; its events are lost only if the outbox write failed.
+		w.s.log.Error().Err(aerr).Str("repo", req.Repository).Str("digest", req.Image.String()).
+			Str("op", "events").Msg("publish scan events")
+	}
+	return res, nil
+}

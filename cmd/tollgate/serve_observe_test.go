@@ -23,6 +23,7 @@ import (
 	"github.com/tollgate-registry/tollgate/proxy/admin"
 	"github.com/tollgate-registry/tollgate/proxy/events"
 	"github.com/tollgate-registry/tollgate/scan"
+	"github.com/tollgate-registry/tollgate/scan/lifecycle"
 )
 
 // TestServeObservability wires metrics, events and the pull policy the way
@@ -174,4 +175,40 @@ func TestServeObservability(t *testing.T) {
 	} {
 		require.Contains(t, metricsText, want)
 	}
+}
+
+type fakeImageScanner struct{ store *index.FindingStore }
+
+func (f fakeImageScanner) Scan(ctx context.Context, req lifecycle.ScanRequest) (lifecycle.Result, error) {
+	_, err := f.store.Replace(ctx, req.Image, []scan.Finding{{ID: "x", VulnerabilityID: "CVE-2024-9",
+		Severity: scan.SeverityHigh, Package: scan.Package{Name: "zlib"}}}, time.Now())
+	return lifecycle.Result{Reason: scan.ReasonSuccessful}, err
+}
+
+func TestAnnounceScans(t *testing.T) {
+	ctx := context.Background()
+	db, err := index.Open(filepath.Join(t.TempDir(), "index"), index.Options{Logger: zerolog.Nop()})
+	require.NoError(t, err)
+	defer db.Close()
+	cfg := config.Default()
+	s := &server{cfg: cfg, log: zerolog.Nop(), db: db, proxy: &proxy.Proxy{}}
+	inner := fakeImageScanner{index.NewFindingStore(db)}
+	require.Equal(t, lifecycle.ImageScanner(inner), s.announceScans(inner), "no webhooks: unchanged")
+
+	s.cfg.Admin.Webhooks = []config.Webhook{{URL: "http://127.0.0.1:1/unused"}}
+	require.NoError(t, wireEvents(ctx, s))
+	defer func() { require.NoError(t, s.closers[0](ctx)) }()
+	img := digest.FromString("img")
+	_, err = s.announceScans(inner).Scan(ctx, lifecycle.ScanRequest{Repository: "team/app", Image: img})
+	require.NoError(t, err)
+	ob, err := index.NewOutbox(db)
+	require.NoError(t, err)
+	defer ob.Close()
+	pending, err := ob.Pending(ctx, 0, 0)
+	require.NoError(t, err)
+	var types []string
+	for _, e := range pending {
+		types = append(types, e.Type)
+	}
+	require.Equal(t, []string{events.TypeFinding, events.TypeScan}, types)
 }
