@@ -64,6 +64,13 @@ func toAPIError(err error, internal string) *APIError {
 	if errors.As(err, &ae) {
 		return ae
 	}
+	var ie *InputError
+	if errors.As(err, &ie) {
+		if internal == "ServerException" {
+			return &APIError{Status: http.StatusBadRequest, Code: "InvalidParameterException", Message: ie.Message, Err: err}
+		}
+		return &APIError{Status: http.StatusBadRequest, Code: "ValidationException", Message: ie.Message, Err: err}
+	}
 	if errors.Is(err, index.ErrNotFound) {
 		if internal == "ServerException" {
 			return &APIError{Status: http.StatusBadRequest, Code: "ImageNotFoundException", Message: "not found", Err: err}

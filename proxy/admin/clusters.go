@@ -2,11 +2,12 @@ package admin
 
 import (
 	"context"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/tollgate-registry/tollgate/index"
 )
 
 // GetClustersForImage (POST /cluster/get,
@@ -69,13 +70,13 @@ func (a *API) getClustersForImage(ctx context.Context, body []byte) (any, error)
 	if err != nil {
 		return nil, err
 	}
-	uses, err := a.o.InUse.InUse(ctx, d)
+	uses, err := a.o.InUse.ClustersForImage(ctx, d)
 	if err != nil {
 		return nil, err
 	}
-	byCluster := map[string][]ContainerUse{}
+	byCluster := map[string]index.ClusterUse{}
 	for _, u := range uses {
-		byCluster[u.Cluster] = append(byCluster[u.Cluster], u)
+		byCluster[u.Cluster] = u
 	}
 	names := sortStrings(byCluster)
 	pg, next := page(names, func(s string) pageKey { return pageKey{ID: s} }, false, after, n, "clusters")
@@ -84,22 +85,38 @@ func (a *API) getClustersForImage(ctx context.Context, body []byte) (any, error)
 		NextToken string                `json:"nextToken,omitempty"`
 	}{Cluster: []wClusterInformation{}, NextToken: next}
 	for _, c := range pg {
-		us := byCluster[c]
-		sort.Slice(us, func(i, j int) bool { return us[i].Namespace+"/"+us[i].Workload < us[j].Namespace+"/"+us[j].Workload })
+		u := byCluster[c]
+		// One ClusterDetails per cluster: Kubernetes workloads grouped by
+		// namespace in awsEksMetadataDetails.
+		byNS := map[string][]map[string]string{}
+		for _, w := range u.Workloads {
+			byNS[w.Namespace] = append(byNS[w.Namespace], map[string]string{"name": w.Workload, "type": "workload"})
+		}
 		ci := wClusterInformation{ClusterArn: c, ClusterDetails: []wClusterDetails{}}
-		for _, u := range us {
-			meta := map[string]any{"awsEksMetadataDetails": map[string]any{
-				"namespace":        u.Namespace,
-				"workloadInfoList": []map[string]string{{"name": u.Workload, "type": u.Kind}},
-			}}
-			last := u.LastSeen
-			if last.IsZero() {
-				last = time.Unix(0, 0)
-			}
-			ci.ClusterDetails = append(ci.ClusterDetails, wClusterDetails{ClusterMetadata: meta, LastInUse: epoch(last),
-				RunningUnitCount: int64(u.Running), StoppedUnitCount: int64(u.Stopped)})
+		for _, ns := range sortStrings(byNS) {
+			ci.ClusterDetails = append(ci.ClusterDetails, wClusterDetails{
+				ClusterMetadata: map[string]any{"awsEksMetadataDetails": map[string]any{"namespace": ns, "workloadInfoList": byNS[ns]}},
+				LastInUse:       epoch(lastSeen(u, ns)), RunningUnitCount: int64(u.Running), StoppedUnitCount: int64(u.Stopped)})
+		}
+		if len(ci.ClusterDetails) == 0 {
+			ci.ClusterDetails = append(ci.ClusterDetails, wClusterDetails{ClusterMetadata: map[string]any{},
+				LastInUse: epoch(u.LastSeen), RunningUnitCount: int64(u.Running), StoppedUnitCount: int64(u.Stopped)})
 		}
 		out.Cluster = append(out.Cluster, ci)
 	}
 	return out, nil
+}
+
+// lastSeen is the latest sighting of a workload of namespace ns in u.
+func lastSeen(u index.ClusterUse, ns string) time.Time {
+	var t time.Time
+	for _, w := range u.Workloads {
+		if w.Namespace == ns && w.LastSeen.After(t) {
+			t = w.LastSeen
+		}
+	}
+	if t.IsZero() {
+		t = u.LastSeen
+	}
+	return t
 }

@@ -25,12 +25,12 @@ type fakeStore struct {
 	coverage map[digest.Digest]*index.Coverage
 	config   ScanningConfiguration
 	scans    []string
-	uses     map[digest.Digest][]ContainerUse
+	uses     map[digest.Digest][]index.ClusterUse
 }
 
 func newFakeStore() *fakeStore {
 	return &fakeStore{images: map[digest.Digest]*index.ImageRecord{}, coverage: map[digest.Digest]*index.Coverage{},
-		uses: map[digest.Digest][]ContainerUse{},
+		uses: map[digest.Digest][]index.ClusterUse{},
 		config: ScanningConfiguration{ScanType: "ENHANCED", RescanDuration: "DAYS_14", PullDateRescanDuration: "DAYS_14",
 			PullDateRescanMode: "LAST_PULL_DATE",
 			Rules:              []ScanningRule{{ScanFrequency: "CONTINUOUS_SCAN", RepositoryFilters: []string{"*"}}}}}
@@ -95,10 +95,6 @@ func (s *fakeStore) Coverage(ctx context.Context, d digest.Digest) (*index.Cover
 	}
 	cc := *c
 	return &cc, nil
-}
-
-func (s *fakeStore) EachCoverage(ctx context.Context, fn func(*index.Coverage) error) error {
-	return nil
 }
 
 func (s *fakeStore) ScanningConfiguration(ctx context.Context) (ScanningConfiguration, error) {
@@ -167,10 +163,24 @@ func (s *fakeStore) Untag(ctx context.Context, repo, tag string) error {
 	return index.ErrNotFound
 }
 
-func (s *fakeStore) InUse(ctx context.Context, d digest.Digest) ([]ContainerUse, error) {
+func (s *fakeStore) ClustersForImage(ctx context.Context, d digest.Digest) ([]index.ClusterUse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]ContainerUse(nil), s.uses[d]...), nil
+	return append([]index.ClusterUse(nil), s.uses[d]...), nil
+}
+
+func (s *fakeStore) InUse(ctx context.Context, d digest.Digest) (index.InUseStats, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var st index.InUseStats
+	for _, u := range s.uses[d] {
+		st.Count += u.Running
+		if st.LastInUseAt == nil || u.LastSeen.After(*st.LastInUseAt) {
+			t := u.LastSeen
+			st.LastInUseAt = &t
+		}
+	}
+	return st, nil
 }
 
 func (s *fakeStore) WriteSBOM(ctx context.Context, repo string, d digest.Digest, format string, w io.Writer) error {
@@ -220,8 +230,8 @@ func seed(s *fakeStore) {
 		mk(2, "f5", "GHSA-aaaa-bbbb-cccc", scan.SeverityMedium, 0, "lodash", "4.17.20", "YES"),
 		mk(3, "f6", "CVE-2024-0006", scan.SeverityHigh, 8.1, "curl", "7.88.1-10", "PARTIAL"),
 	}
-	s.uses[dgst(1)] = []ContainerUse{{Cluster: "arn:aws:eks:us-east-1:000000000000:cluster/prod", Namespace: "web",
-		Workload: "frontend", Kind: "Deployment", Running: 3, LastSeen: t0.Add(70 * time.Hour)}}
+	s.uses[dgst(1)] = []index.ClusterUse{{Cluster: "arn:aws:eks:us-east-1:000000000000:cluster/prod", Running: 3,
+		LastSeen: t0.Add(70 * time.Hour), Workloads: []index.WorkloadUse{{Namespace: "web", Workload: "frontend", LastSeen: t0.Add(70 * time.Hour)}}}}
 }
 
 func testAPI(t *testing.T, s *fakeStore) *API {

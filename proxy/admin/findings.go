@@ -172,7 +172,6 @@ type imageFacts struct {
 	platform string
 	inUse    int64
 	lastUse  *time.Time
-	uses     []ContainerUse
 }
 
 type factCache struct {
@@ -209,18 +208,11 @@ func (c *factCache) get(ctx context.Context, dgst digest.Digest) (*imageFacts, e
 		}
 	}
 	if c.a.o.InUse != nil {
-		uses, err := c.a.o.InUse.InUse(ctx, dgst)
+		st, err := c.a.o.InUse.InUse(ctx, dgst)
 		if err != nil && !errors.Is(err, index.ErrNotFound) {
 			return nil, fmt.Errorf("in-use %s: %w", dgst, err)
 		}
-		f.uses = uses
-		for _, u := range uses {
-			f.inUse += int64(u.Running)
-			if f.lastUse == nil || u.LastSeen.After(*f.lastUse) {
-				t := u.LastSeen
-				f.lastUse = &t
-			}
-		}
+		f.inUse, f.lastUse = int64(st.Count), st.LastInUseAt
 	}
 	c.m[dgst] = f
 	return f, nil

@@ -29,10 +29,16 @@ type Options struct {
 // /v1/images (JSON listing of image records), and whatever other admin
 // components mount with Handle.
 type Server struct {
-	mux *http.ServeMux
-	o   Options
-	log zerolog.Logger
+	mux  *http.ServeMux
+	o    Options
+	log  zerolog.Logger
+	auth *Auth // set by Protect: guards the base routes other than /healthz and /readyz
 }
+
+// Protect puts the base routes other than /healthz and /readyz (today
+// /v1/images) behind a. Call before serving. Routes mounted with Handle
+// are wrapped by whoever mounts them (a.Wrap).
+func (s *Server) Protect(a *Auth) { s.auth = a }
 
 // New returns the admin server with its base routes.
 func New(o Options) *Server {
@@ -76,6 +82,10 @@ type ImagesPage struct {
 // images serves GET /v1/images?repository=&maxResults=&nextToken=:
 // image records in digest order (maxResults default 100, at most 1000).
 func (s *Server) images(w http.ResponseWriter, r *http.Request) {
+	if s.auth != nil && s.auth.Check(r) != nil {
+		WriteUnauthorized(w)
+		return
+	}
 	if s.o.Records == nil {
 		writeServerJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "image records are not available"})
 		return

@@ -36,8 +36,6 @@ type ImageSource interface {
 type CoverageSource interface {
 	// Coverage returns dgst's coverage, or an error wrapping index.ErrNotFound.
 	Coverage(ctx context.Context, dgst digest.Digest) (*index.Coverage, error)
-	// EachCoverage calls fn for every coverage record, in a stable order.
-	EachCoverage(ctx context.Context, fn func(c *index.Coverage) error) error
 }
 
 // ScanningConfiguration is the registry scanning configuration in ECR's
@@ -88,21 +86,13 @@ type Deleter interface {
 	Untag(ctx context.Context, repo, tag string) error
 }
 
-// InUseSource answers from the runtime in-use reports.
+// InUseSource answers from the runtime in-use reports
+// (*lifecycle.Service implements it).
 type InUseSource interface {
-	// InUse returns where dgst runs (or ran); empty when never reported.
-	InUse(ctx context.Context, dgst digest.Digest) ([]ContainerUse, error)
-}
-
-// ContainerUse is one workload running an image, as an in-use report said.
-type ContainerUse struct {
-	Cluster   string    `json:"cluster"`             // cluster ARN or name
-	Namespace string    `json:"namespace,omitempty"` // Kubernetes namespace
-	Workload  string    `json:"workload,omitempty"`  // name of the Deployment, StatefulSet, task family…
-	Kind      string    `json:"kind,omitempty"`      // Deployment, DaemonSet, …
-	Running   int32     `json:"running"`             // units running at LastSeen
-	Stopped   int32     `json:"stopped,omitempty"`
-	LastSeen  time.Time `json:"lastSeen"`
+	// InUse returns dgst's inUseCount and lastInUseAt.
+	InUse(ctx context.Context, dgst digest.Digest) (index.InUseStats, error)
+	// ClustersForImage returns the clusters that ran dgst, with workloads.
+	ClustersForImage(ctx context.Context, dgst digest.Digest) ([]index.ClusterUse, error)
 }
 
 // SBOMExporter writes an image's SBOM (scan/sbom).
