@@ -99,3 +99,26 @@ func (s *Coverages) All(ctx context.Context) (map[digest.Digest]*Coverage, error
 	err := s.Each(ctx, func(c *Coverage) error { out[c.Image] = c; return nil })
 	return out, err
 }
+
+// PutMany stores many coverages in one write batch (imports, benchmarks);
+// it does not read, so it overwrites.
+func (s *Coverages) PutMany(ctx context.Context, cs []*Coverage) error {
+	wb := s.db.bdb.NewWriteBatch()
+	defer wb.Cancel()
+	for _, c := range cs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		b, err := encode(c)
+		if err != nil {
+			return err
+		}
+		if err := wb.Set(coverageKey(c.Image), b); err != nil {
+			return fmt.Errorf("index: put coverage %s: %w", c.Image, err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("index: put coverages: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,84 @@
+package lifecycle
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/rs/zerolog"
+
+	"github.com/tollgate-registry/tollgate/index"
+	"github.com/tollgate-registry/tollgate/scan"
+)
+
+// BenchmarkSweep100k times one eligibility sweep over 100,000 image
+// records, all CONTINUOUS_SCAN and ACTIVE (the steady state: the sweep reads
+// everything and writes nothing).
+func BenchmarkSweep100k(b *testing.B) {
+	const n = 100_000
+	ctx := context.Background()
+	db, err := index.Open(b.TempDir(), index.Options{Logger: zerolog.Nop()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	recs := newFakeRecords()
+	covs := make([]*index.Coverage, 0, n)
+	now := t0.Add(7 * day)
+	for i := range n {
+		d := digest.FromString(fmt.Sprint("bench-", i))
+		pulled := t0.Add(time.Duration(i) * time.Second)
+		recs.imgs[d] = &index.ImageRecord{Digest: d, Repos: []index.RepoImage{{
+			Repository: fmt.Sprintf("team%d/app", i%50), Tags: []string{"v1"}, PushedAt: t0, LastPulledAt: &pulled, Status: index.ImageActive}}}
+		last := t0
+		covs = append(covs, &index.Coverage{Image: d, ScanType: ScanTypePackage, ScanFrequency: FreqContinuous,
+			StatusCode: index.StatusActive, Reason: scan.ReasonSuccessful, LastScannedAt: &last, UpdatedAt: t0})
+	}
+	svc := New(Options{DB: db, Logger: zerolog.Nop(), Clock: &fakeClock{t: now}, Records: recs, Scanner: newFakeScanner()})
+	if err := svc.covs.PutMany(ctx, covs); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		st, err := svc.Sweep(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st.Images != n || st.Expired != 0 || st.Backfilled != 0 {
+			b.Fatalf("unexpected sweep: %+v", st)
+		}
+	}
+	b.ReportMetric(float64(n), "images/sweep")
+}
+
+// BenchmarkQueueThroughput pushes b.N images through Observe (enqueue) and
+// Drain (lease, no-op scan, coverage writes, ack) with 2 workers.
+func BenchmarkQueueThroughput(b *testing.B) {
+	ctx := context.Background()
+	db, err := index.Open(b.TempDir(), index.Options{Logger: zerolog.Nop()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	recs := newFakeRecords()
+	sc := newFakeScanner()
+	svc := New(Options{DB: db, Logger: zerolog.Nop(), Clock: &fakeClock{t: t0}, Records: recs, Scanner: sc, Workers: 2})
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		ev := index.Event{Kind: index.EventPush, Repository: "bench/app", Digest: digest.FromString(fmt.Sprint("q-", i)), At: t0}
+		if err := recs.Record(ctx, ev); err != nil {
+			b.Fatal(err)
+		}
+		if err := svc.Observe(ctx, ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := svc.Drain(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if sc.Total() != b.N {
+		b.Fatalf("scanned %d of %d", sc.Total(), b.N)
+	}
+}
