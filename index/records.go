@@ -518,6 +518,7 @@ func (r *Records) ListRepositories(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("index: list repositories: %w", err)
 	}
+	slices.Sort(out) // keys order "a/b@" before "a@"
 	return out, nil
 }
 
