@@ -167,6 +167,7 @@ func MergeDuplicates(fs []scan.Finding) []scan.Finding {
 // version; see LookupKey) against advs, the advisories filed under key.
 func MatchPackage(image digest.Digest, p *scan.Package, key PackageKey, version string, advs []Advisory) []scan.Finding {
 	var out []scan.Finding
+	vc := newVersionCache(key.Ecosystem)
 	for ai := range advs {
 		a := &advs[ai]
 		if a.IsWithdrawn() {
@@ -180,7 +181,7 @@ func MatchPackage(image digest.Digest, p *scan.Package, key PackageKey, version 
 			if af.Package.Ecosystem != key.Ecosystem || af.Package.Name != key.Name {
 				continue
 			}
-			vd := af.Evaluate(key.Ecosystem, version)
+			vd := af.evaluate(vc, version)
 			if !vd.Affected {
 				continue
 			}

@@ -27,14 +27,54 @@ type Verdict struct {
 // commit hashes for no package) and reported in Verdict.Ignored.
 // ecosystem is the package's (release-qualified) ecosystem.
 func (af *Affected) Evaluate(ecosystem, version string) Verdict {
+	return af.evaluate(newVersionCache(ecosystem), version)
+}
+
+// versionCache memoises parsed versions of one ecosystem: the same event
+// versions recur across a package's advisories (stdlib's "1.21.0-0").
+type versionCache struct {
+	ecosystem string
+	eco       map[string]ecoParse
+	semver    map[string]Version
+}
+
+type ecoParse struct {
+	v   Version
+	err error
+}
+
+func newVersionCache(ecosystem string) *versionCache {
+	return &versionCache{ecosystem: ecosystem, eco: map[string]ecoParse{}, semver: map[string]Version{}}
+}
+
+func (c *versionCache) parse(s string) (Version, error) {
+	if p, ok := c.eco[s]; ok {
+		return p.v, p.err
+	}
+	v, err := ParseVersion(c.ecosystem, s)
+	c.eco[s] = ecoParse{v, err}
+	return v, err
+}
+
+func (c *versionCache) parseSemver(s string) Version {
+	if v, ok := c.semver[s]; ok {
+		return v
+	}
+	v := parseSemver(s)
+	c.semver[s] = v
+	return v
+}
+
+func (af *Affected) evaluate(vc *versionCache, version string) Verdict {
+	ecosystem := vc.ecosystem
 	var vd Verdict
-	iv, err := ParseVersion(ecosystem, version)
+	iv, err := vc.parse(version)
 	haveIV := err == nil
 	if !haveIV {
 		vd.Ignored = append(vd.Ignored, "installed version: "+err.Error())
 	}
 	for _, v := range af.Versions {
-		if v == version || (haveIV && sameVersion(ecosystem, iv, v)) {
+		if v == version || (haveIV && sameVersion(vc, iv, v)) {
 			vd.Affected = true
 			break
 		}
@@ -46,13 +86,13 @@ func (af *Affected) Evaluate(ecosystem, version string) Verdict {
 		var cur Version
 		switch r.Type {
 		case RangeSemver:
-			parse = func(s string) (Version, error) { return parseSemver(s), nil }
-			cur = parseSemver(version)
+			parse = func(s string) (Version, error) { return vc.parseSemver(s), nil }
+			cur = vc.parseSemver(version)
 		case RangeEcosystem:
 			if !haveIV {
 				continue
 			}
-			parse = func(s string) (Version, error) { return ParseVersion(ecosystem, s) }
+			parse = vc.parse
 			cur = iv
 		case RangeGit:
 			vd.Ignored = append(vd.Ignored, "GIT range ignored: package versions are not commits")
@@ -191,8 +231,8 @@ func cmp(a, b Version) int {
 	return c
 }
 
-func sameVersion(ecosystem string, iv Version, s string) bool {
-	v, err := ParseVersion(ecosystem, s)
+func sameVersion(vc *versionCache, iv Version, s string) bool {
+	v, err := vc.parse(s)
 	if err != nil {
 		return false
 	}
