@@ -17,10 +17,12 @@ import (
 //	out/d/<seq>       entry delivered to (or given up by) every target, kept until Prune
 //	out/i/<event-id>  → seq, so publishing the same event id twice stores it once
 //	out/seq           Badger Sequence lease for seq
+//	out/c/<name>      a publisher's cursor (e.g. the coverage watcher's high-water mark)
 const (
 	pfxOutPending = pfxOutbox + "e/"
 	pfxOutDone    = pfxOutbox + "d/"
 	pfxOutID      = pfxOutbox + "i/"
+	pfxOutCursor  = pfxOutbox + "c/"
 	keyOutSeq     = pfxOutbox + "seq"
 )
 
@@ -261,6 +263,29 @@ func (o *Outbox) Prune(ctx context.Context, cutoff time.Time) (int, error) {
 		return 0, fmt.Errorf("index: outbox prune: %w", err)
 	}
 	return n, nil
+}
+
+// Cursor returns the time stored under name by SetCursorTxn, zero when none.
+// Publishers that derive events from state (a watcher) keep their position
+// here, committed with the events they published.
+func (o *Outbox) Cursor(ctx context.Context, name string) (time.Time, error) {
+	if err := ctx.Err(); err != nil {
+		return time.Time{}, err
+	}
+	var t time.Time
+	err := o.db.bdb.View(func(txn *badger.Txn) error {
+		err := getJSON(txn, key(pfxOutCursor, name), &t)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		return err
+	})
+	return t, err
+}
+
+// SetCursorTxn stores t under name within txn.
+func (o *Outbox) SetCursorTxn(txn *badger.Txn, name string, t time.Time) error {
+	return setJSON(txn, key(pfxOutCursor, name), t.UTC())
 }
 
 // update runs fn in a read-write transaction, retrying on conflicts (several

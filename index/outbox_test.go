@@ -168,3 +168,28 @@ func TestOutboxConcurrentRecord(t *testing.T) {
 	require.Len(t, e.Targets, len(targets), "no lost update")
 	require.NotNil(t, e.DoneAt)
 }
+
+func TestOutboxCursor(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, ob := openOutbox(t, dir)
+	c, err := ob.Cursor(ctx, "coverage")
+	require.NoError(t, err)
+	require.True(t, c.IsZero())
+	at := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	require.NoError(t, db.Badger().Update(func(txn *badger.Txn) error {
+		if err := ob.AddTxn(txn, msg("with-cursor")); err != nil {
+			return err
+		}
+		return ob.SetCursorTxn(txn, "coverage", at)
+	}))
+	closeOutbox(t, db, ob)
+	db, ob = openOutbox(t, dir)
+	defer closeOutbox(t, db, ob)
+	c, err = ob.Cursor(ctx, "coverage")
+	require.NoError(t, err)
+	require.True(t, at.Equal(c))
+	pend, err := ob.Pending(ctx, 0, 0)
+	require.NoError(t, err)
+	require.Len(t, pend, 1, "cursor keys are not outbox entries")
+}

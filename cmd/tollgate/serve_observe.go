@@ -99,8 +99,9 @@ func refreshFindingsGauge(ctx context.Context, fs *index.FindingStore, m *metric
 }
 
 // wireEvents starts the webhook deliverer when admin.webhooks are
-// configured and publishes ECR Image Action events for the pushes, pulls
-// and deletes the proxy records. s.events is the publisher other components
+// configured, publishes ECR Image Action events for the pushes, pulls and
+// deletes the proxy records, and Inspector2 Coverage events for coverage
+// changes (CoverageWatcher). s.events is the publisher other components
 // use for Inspector2 Scan / Finding / Coverage events (nil, which discards,
 // without webhooks).
 func wireEvents(_ context.Context, s *server) error {
@@ -125,7 +126,28 @@ func wireEvents(_ context.Context, s *server) error {
 	s.events = events.NewPublisher(ob, d.Wake)
 	s.eventBuilder = events.Builder{Region: s.cfg.Admin.Region}
 	s.proxy.Observers = append(s.proxy.Observers, imageActionObserver{s})
+	cw := &events.CoverageWatcher{DB: s.db, Outbox: ob, Publisher: s.events, Builder: s.eventBuilder,
+		Coverages: index.NewCoverages(s.db), Repos: s.imageRepos, Logger: s.log}
+	s.background = append(s.background, cw.Run)
 	return nil
+}
+
+// imageRepos lists the repositories that hold image (not deleted).
+func (s *server) imageRepos(ctx context.Context, image digest.Digest) []string {
+	if s.records == nil {
+		return nil
+	}
+	rec, err := s.records.Get(ctx, image)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, r := range rec.Repos {
+		if !r.Deleted {
+			out = append(out, r.Repository)
+		}
+	}
+	return out
 }
 
 // imageActionObserver publishes "ECR Image Action" for recorded pushes,
