@@ -15,11 +15,13 @@ import (
 	"github.com/tollgate-registry/tollgate/scan/match"
 )
 
-// DefaultEcosystems are the osv.dev ecosystems tollgate scans, as named in
-// the bucket layout <base>/<ecosystem>/all.zip.
-var DefaultEcosystems = []string{
-	"Debian", "Ubuntu", "Alpine", "AlmaLinux", "Rocky Linux", "Red Hat", "SUSE", "openSUSE",
-	"Wolfi", "Chainguard", "Go", "npm", "PyPI", "Maven", "RubyGems", "crates.io", "NuGet", "Packagist",
+// DefaultEcosystems returns the osv.dev ecosystems tollgate scans, as named
+// in the bucket layout <base>/<ecosystem>/all.zip.
+func DefaultEcosystems() []string {
+	return []string{
+		"Debian", "Ubuntu", "Alpine", "AlmaLinux", "Rocky Linux", "Red Hat", "SUSE", "openSUSE",
+		"Wolfi", "Chainguard", "Go", "npm", "PyPI", "Maven", "RubyGems", "crates.io", "NuGet", "Packagist",
+	}
 }
 
 // Updater keeps the advisory store current from OSV feeds and applies each
@@ -30,7 +32,7 @@ type Updater struct {
 	// Rematcher, if set, re-matches the images each delta concerns.
 	Rematcher  *Rematcher
 	BaseURL    string   // osv.dev layout; e.g. https://osv-vulnerabilities.storage.googleapis.com
-	Ecosystems []string // default DefaultEcosystems
+	Ecosystems []string // default DefaultEcosystems()
 	MaxBytes   int64    // per archive; 0 = no limit
 	Interval   time.Duration
 	Client     *http.Client
@@ -58,7 +60,7 @@ type UpdateResult struct {
 func (u *Updater) Update(ctx context.Context) ([]UpdateResult, error) {
 	ecos := u.Ecosystems
 	if len(ecos) == 0 {
-		ecos = DefaultEcosystems
+		ecos = DefaultEcosystems()
 	}
 	srcs, err := u.Store.Sources(ctx)
 	if err != nil {

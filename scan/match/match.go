@@ -26,9 +26,12 @@ func (k PackageKey) String() string { return k.Ecosystem + "/" + k.Name }
 // source package (Debian/Ubuntu `Source:`, apk origin). Red Hat-family feeds
 // (AlmaLinux, Rocky, Red Hat, SUSE) name binary RPMs and are matched by the
 // package's own name.
-var sourceKeyed = map[string]bool{
-	"Debian": true, "Ubuntu": true, "Alpine": true, "Wolfi": true, "Chainguard": true,
-	"Alpaquita": true, "BellSoft Hardened Containers": true, "MinimOS": true,
+func sourceKeyed(base string) bool {
+	switch base {
+	case "Debian", "Ubuntu", "Alpine", "Wolfi", "Chainguard", "Alpaquita", "BellSoft Hardened Containers", "MinimOS":
+		return true
+	}
+	return false
 }
 
 // LookupKey returns the key the advisories for p are filed under, and the
@@ -48,7 +51,7 @@ func LookupKey(p *scan.Package) (key PackageKey, version string, ok bool) {
 	}
 	key = PackageKey{Ecosystem: p.Ecosystem, Name: p.Name}
 	version = p.Version
-	if p.Kind == scan.KindOS && sourceKeyed[BaseEcosystem(p.Ecosystem)] {
+	if p.Kind == scan.KindOS && sourceKeyed(BaseEcosystem(p.Ecosystem)) {
 		if p.SourceName != "" {
 			key.Name = p.SourceName
 		}
@@ -74,12 +77,6 @@ func Keys(inv *scan.Inventory) []PackageKey {
 	return out
 }
 
-// supportedOS are os-release IDs with an OSV advisory source.
-var supportedOS = map[string]bool{
-	"debian": true, "ubuntu": true, "alpine": true, "almalinux": true, "rocky": true,
-	"rhel": true, "wolfi": true, "chainguard": true, "sles": true, "opensuse-leap": true,
-	"opensuse-tumbleweed": true, "opensuse": true, "mageia": true, "openeuler": true,
-}
 
 // SupportedOS reports whether the image's OS has an advisory source
 // (Debian, Ubuntu, Alpine, AlmaLinux, Rocky, RHEL, Wolfi, Chainguard, SUSE,
@@ -90,7 +87,12 @@ func SupportedOS(os *scan.OSRelease) bool {
 	if os == nil || os.ID == "" {
 		return true
 	}
-	return supportedOS[strings.ToLower(os.ID)]
+	switch strings.ToLower(os.ID) {
+	case "debian", "ubuntu", "alpine", "almalinux", "rocky", "rhel", "wolfi", "chainguard",
+		"sles", "opensuse-leap", "opensuse-tumbleweed", "opensuse", "mageia", "openeuler":
+		return true
+	}
+	return false
 }
 
 // FindingID is the stable finding id: hex SHA-256 (first 128 bits) of the
