@@ -77,7 +77,6 @@ func Keys(inv *scan.Inventory) []PackageKey {
 	return out
 }
 
-
 // SupportedOS reports whether the image's OS has an advisory source
 // (Debian, Ubuntu, Alpine, AlmaLinux, Rocky, RHEL, Wolfi, Chainguard, SUSE,
 // openSUSE, Mageia, openEuler). An image without os-release (nil: static
