@@ -7,6 +7,8 @@ import (
 
 	badger "github.com/dgraph-io/badger/v4"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/tollgate-registry/tollgate/scan"
 )
 
 // Coverages stores scan coverage per image manifest digest (key
@@ -121,4 +123,38 @@ func (s *Coverages) PutMany(ctx context.Context, cs []*Coverage) error {
 		return fmt.Errorf("index: put coverages: %w", err)
 	}
 	return nil
+}
+
+// DeleteClosedOf deletes image's CLOSED findings (both the fnd/ entry and
+// the fni/ id index, as DeleteClosedBefore does) and returns how many. The
+// lifecycle calls it 3 days after an image became INACTIVE or ARCHIVED.
+func (s *FindingStore) DeleteClosedOf(ctx context.Context, image digest.Digest) (int, error) {
+	fs, err := s.ForImage(ctx, image)
+	if err != nil {
+		return 0, err
+	}
+	var del []string
+	for _, f := range fs {
+		if f.Status == scan.FindingClosed {
+			del = append(del, f.ID)
+		}
+	}
+	if len(del) == 0 {
+		return 0, nil
+	}
+	err = updateRetry(ctx, s.db, func(txn *badger.Txn) error {
+		for _, id := range del {
+			if err := txn.Delete(key(pfxFinding, image.String(), id)); err != nil {
+				return err
+			}
+			if err := txn.Delete(key(pfxFindingByID, id)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("index: delete closed findings of %s: %w", image, err)
+	}
+	return len(del), nil
 }
