@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -162,6 +163,10 @@ func vmHWM() int64 {
 	return -1
 }
 
+// resetHWM resets the peak RSS so earlier tests in the process do not count
+// (Linux ≥ 4.0: writing 5 to /proc/self/clear_refs).
+func resetHWM() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+
 func streamHuge(tb testing.TB, total, exe int64) *scan.LayerInventory {
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(genLayer(pw, total, exe)) }()
@@ -183,11 +188,15 @@ func TestWalkMemoryFlat(t *testing.T) {
 	if raceOn {
 		size = 512 << 20 // the race detector makes this slow; the shape is the same
 	}
+	runtime.GC()
+	resetHWM()
 	li := streamHuge(t, size, 600<<20)
 	if li.DiffID == "" || len(li.Packages) != 700 || li.Bytes < size {
 		t.Fatalf("walk incomplete: %d packages, %d bytes, errors %+v", len(li.Packages), li.Bytes, li.Errors)
 	}
-	if hwm := vmHWM(); hwm > 300<<20 {
+	if raceOn {
+		t.Logf("peak RSS %d MiB under the race detector (its shadow memory inflates RSS; not checked)", vmHWM()>>20)
+	} else if hwm := vmHWM(); hwm > 300<<20 {
 		t.Errorf("peak RSS %d MiB, want < 300 MiB", hwm>>20)
 	} else {
 		t.Logf("peak RSS %d MiB after %d MiB", hwm>>20, li.Bytes>>20)
@@ -197,6 +206,8 @@ func TestWalkMemoryFlat(t *testing.T) {
 // BenchmarkWalkHugeLayer streams a 5 GiB plain tar layer and reports the
 // process's peak RSS (goal < 300 MB).
 func BenchmarkWalkHugeLayer(b *testing.B) {
+	runtime.GC()
+	resetHWM()
 	for i := 0; i < b.N; i++ {
 		li := streamHuge(b, 5<<30, 1<<30)
 		b.SetBytes(li.Bytes)
