@@ -9,5 +9,12 @@ func subcommands(g *globals) []*cobra.Command {
 		newVersionCmd(g),
 		newScanCmd(g),
 		newDBCmd(g),
+		newFindingsCmd(g),
+		newCoverageCmd(g),
+		newConfigCmd(g),
+		newScanImageCmd(g),
+		newSbomCmd(g),
+		newStorageClassCmd(g, true),
+		newStorageClassCmd(g, false),
 	}
 }

@@ -50,6 +50,9 @@ type server struct {
 	events       *events.Publisher
 	eventBuilder events.Builder
 	imageScanner lifecycle.ImageScanner
+	// lifecycle is set by the lifecycle component; the admin API
+	// (serve_adminapi.go) uses it for configuration, scans, archiving, in-use.
+	lifecycle    *lifecycle.Service
 	wrapRegistry []func(http.Handler) http.Handler
 
 	// background tasks run until the serve context ends; an error is logged.
@@ -64,7 +67,7 @@ type component func(ctx context.Context, s *server) error
 // components lists the optional parts wired after the core, in order. Add
 // yours here; each lives in its own file.
 func components() []component {
-	return []component{wireMetrics, wireEvents, wirePolicy}
+	return []component{wireAdminAuth, wireMetrics, wireEvents, wirePolicy, wireAdminAPI}
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -190,6 +193,7 @@ func wireCore(ctx context.Context, s *server) error {
 		s.registry = reg
 		s.closers = append(s.closers, reg.Close)
 		p.Upstream = reg.URL()
+		p.Transport = reg.Transport() // in-process; the loopback listener stays for direct access
 	}
 	s.proxy = p
 	s.admin = admin.New(admin.Options{Logger: s.log, DB: db, Records: s.records, Ready: s.ready})
