@@ -210,45 +210,55 @@ func (p policyScanner) ScanNow(ctx context.Context, repo string, image digest.Di
 	return err
 }
 
-// announceScans wraps the scan component's image scanner so that every
-// successful scan publishes its finding changes ("Inspector2 Finding") and,
-// for an initial scan (not a rescan), "Inspector2 Scan" with the ACTIVE
-// counts. Without webhooks it returns inner unchanged. The scan component
-// wires it: s.imageScanner = s.announceScans(scanner).
-func (s *server) announceScans(inner lifecycle.ImageScanner) lifecycle.ImageScanner {
-	if s.events == nil || inner == nil {
+// observeScanner wraps the scan component's image scanner: every scan's
+// duration goes to tollgate_scan_duration_seconds{phase="image"} (or
+// "rescan"), and with webhooks every successful scan publishes its finding
+// changes ("Inspector2 Finding") and, for an initial scan (not a rescan),
+// "Inspector2 Scan" with the ACTIVE counts. The scan component wires it:
+// s.imageScanner = s.observeScanner(scanner) (and the lifecycle's Scanner).
+func (s *server) observeScanner(inner lifecycle.ImageScanner) lifecycle.ImageScanner {
+	if inner == nil || (s.events == nil && s.metrics == nil) {
 		return inner
 	}
-	a := &events.Announcer{
-		Publisher: s.events,
-		Builder:   s.eventBuilder,
-		Findings:  index.NewFindingStore(s.db),
-		Tags: func(ctx context.Context, repo string, image digest.Digest) []string {
-			if s.records == nil {
+	var a *events.Announcer
+	if s.events != nil {
+		a = &events.Announcer{
+			Publisher: s.events,
+			Builder:   s.eventBuilder,
+			Findings:  index.NewFindingStore(s.db),
+			Tags: func(ctx context.Context, repo string, image digest.Digest) []string {
+				if s.records == nil {
+					return nil
+				}
+				rec, err := s.records.Get(ctx, image)
+				if err != nil {
+					return nil
+				}
+				if ri := rec.Repo(repo); ri != nil {
+					return ri.Tags
+				}
 				return nil
-			}
-			rec, err := s.records.Get(ctx, image)
-			if err != nil {
-				return nil
-			}
-			if ri := rec.Repo(repo); ri != nil {
-				return ri.Tags
-			}
-			return nil
-		},
+			},
+		}
 	}
-	return announcingScanner{inner: inner, a: a, s: s}
+	return observedScanner{inner: inner, a: a, s: s}
 }
 
-type announcingScanner struct {
+type observedScanner struct {
 	inner lifecycle.ImageScanner
-	a     *events.Announcer
+	a     *events.Announcer // nil without webhooks
 	s     *server
 }
 
-func (w announcingScanner) Scan(ctx context.Context, req lifecycle.ScanRequest) (lifecycle.Result, error) {
+func (w observedScanner) Scan(ctx context.Context, req lifecycle.ScanRequest) (lifecycle.Result, error) {
 	before, berr := w.a.Before(ctx, req.Image)
+	start := time.Now()
 	res, err := w.inner.Scan(ctx, req)
+	phase := "image"
+	if req.Rescan {
+		phase = "rescan"
+	}
+	w.s.metrics.ScanDuration(phase, time.Since(start))
 	if err != nil || berr != nil {
 		return res, err
 	}

@@ -185,21 +185,22 @@ func (f fakeImageScanner) Scan(ctx context.Context, req lifecycle.ScanRequest) (
 	return lifecycle.Result{Reason: scan.ReasonSuccessful}, err
 }
 
-func TestAnnounceScans(t *testing.T) {
+func TestObserveScanner(t *testing.T) {
 	ctx := context.Background()
 	db, err := index.Open(filepath.Join(t.TempDir(), "index"), index.Options{Logger: zerolog.Nop()})
 	require.NoError(t, err)
 	defer db.Close()
 	cfg := config.Default()
-	s := &server{cfg: cfg, log: zerolog.Nop(), db: db, proxy: &proxy.Proxy{}}
+	s := &server{cfg: cfg, log: zerolog.Nop(), db: db, proxy: &proxy.Proxy{}, admin: admin.New(admin.Options{})}
 	inner := fakeImageScanner{index.NewFindingStore(db)}
-	require.Equal(t, lifecycle.ImageScanner(inner), s.announceScans(inner), "no webhooks: unchanged")
+	require.Equal(t, lifecycle.ImageScanner(inner), s.observeScanner(inner), "no webhooks, no metrics: unchanged")
 
 	s.cfg.Admin.Webhooks = []config.Webhook{{URL: "http://127.0.0.1:1/unused"}}
 	require.NoError(t, wireEvents(ctx, s))
 	defer func() { require.NoError(t, s.closers[0](ctx)) }()
 	img := digest.FromString("img")
-	_, err = s.announceScans(inner).Scan(ctx, lifecycle.ScanRequest{Repository: "team/app", Image: img})
+	require.NoError(t, wireMetrics(ctx, s))
+	_, err = s.observeScanner(inner).Scan(ctx, lifecycle.ScanRequest{Repository: "team/app", Image: img})
 	require.NoError(t, err)
 	ob, err := index.NewOutbox(db)
 	require.NoError(t, err)
@@ -211,4 +212,7 @@ func TestAnnounceScans(t *testing.T) {
 		types = append(types, e.Type)
 	}
 	require.Equal(t, []string{events.TypeFinding, events.TypeScan}, types)
+	rec := httptest.NewRecorder()
+	s.metrics.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	require.Contains(t, rec.Body.String(), `tollgate_scan_duration_seconds_count{phase="image"} 1`)
 }
