@@ -91,7 +91,7 @@ type Options struct {
 	// pull stopped waiting (default 30m).
 	MaxScan time.Duration
 	// Hint formats how to see the findings of repo@image in a refusal;
-	// default "tollgate findings list --repository REPO --image DIGEST".
+	// default "tollgate findings list --image REPO@DIGEST".
 	Hint func(repo string, image digest.Digest) string
 }
 
@@ -116,7 +116,7 @@ func New(o Options) *Policy {
 	}
 	if o.Hint == nil {
 		o.Hint = func(repo string, image digest.Digest) string {
-			return "tollgate findings list --repository " + repo + " --image " + image.String()
+			return "tollgate findings list --image " + repo + "@" + image.String()
 		}
 	}
 	return &Policy{o: o, log: o.Logger.With().Str("op", "policy").Logger(), inflight: map[digest.Digest]*scanCall{}}

@@ -132,7 +132,7 @@ func TestScannedImages(t *testing.T) {
 		{"filter does not match", []Rule{{RepositoryFilter: "prod/*", Severity: scan.SeverityLow}}, "team/app", imgBad, nil},
 		{"high threshold", []Rule{{RepositoryFilter: "team/*", Severity: scan.SeverityHigh}}, "team/app", imgBad,
 			[]string{"3 ACTIVE findings at or above HIGH", "(1 CRITICAL, 2 HIGH)", `"team/*"`,
-				"tollgate findings list --repository team/app --image " + imgBad.String()}},
+				"tollgate findings list --image team/app@" + imgBad.String()}},
 		{"critical threshold", []Rule{{Severity: scan.SeverityCritical}}, "x", imgBad, []string{"1 ACTIVE finding at or above CRITICAL", "(1 CRITICAL)"}},
 		{"clean image", []Rule{{Severity: scan.SeverityMedium}}, "team/app", imgClean, nil},
 		{"strictest matching rule wins", []Rule{{Severity: scan.SeverityCritical}, {RepositoryFilter: "team/*", Severity: scan.SeverityLow}},
@@ -244,8 +244,8 @@ func TestIndexEvaluatesChildren(t *testing.T) {
 	err := p.Admit(context.Background(), "team/app", proxy.ManifestInfo{Digest: ix, MediaType: mediaTypeOCIIndex, Manifest: []byte(body)})
 	msg := denied(t, err)
 	require.Contains(t, msg, "2 ACTIVE findings at or above HIGH in 1 of its platform images")
-	require.Contains(t, msg, "--image "+arm.String())
-	require.NotContains(t, msg, "--image "+amd.String())
+	require.Contains(t, msg, "--image team/app@"+arm.String())
+	require.NotContains(t, msg, amd.String())
 	require.Equal(t, 1, w.scanCount(arm))
 	require.Zero(t, w.scanCount(att), "attestation manifests are not images")
 	require.Zero(t, w.scanCount(ix), "the index itself is not scanned")
