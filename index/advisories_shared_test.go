@@ -79,8 +79,8 @@ func TestImportAllSharedVulndata(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEmpty(t, got)
 
-	// Importing the same data again changes nothing.
-	rs, _, err = u.Import(ctx, filepath.Join(shared, "vulndata"), false)
+	// Importing the same data again changes nothing (Go, to keep it short).
+	rs, _, err = u.Import(ctx, filepath.Join(shared, "vulndata", "go"), false)
 	require.NoError(t, err)
 	for _, r := range rs {
 		require.True(t, r.Delta.Empty(), "%s: re-import changed %+v", r.Source, r.Delta)
