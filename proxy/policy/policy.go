@@ -196,14 +196,14 @@ func (p *Policy) Evaluate(ctx context.Context, repo string, image digest.Digest,
 		targets = []digest.Digest{image}
 	}
 	d := Decision{Rule: rule, Counts: map[scan.Severity]int{}}
-	for _, t := range targets {
-		scanned, err := p.ensureScanned(ctx, repo, t, rule)
-		if err != nil {
+	states := p.ensureScanned(ctx, repo, targets, rule)
+	for i, t := range targets {
+		if err := states[i].err; err != nil {
 			d.Pending = append(d.Pending, t)
 			p.log.Warn().Err(err).Str("repo", repo).Str("digest", t.String()).Msg("scan before pull did not finish")
 			continue
 		}
-		if !scanned {
+		if !states[i].scanned {
 			continue // permanently unscannable (unsupported): nothing to find
 		}
 		counts, err := p.o.Findings.Counts(ctx, t)
@@ -269,45 +269,73 @@ func (p *Policy) violationMessage(repo string, image digest.Digest, d Decision) 
 		strings.Join(parts, ", "), strings.Join(hints, " ; "))
 }
 
-// ensureScanned returns true when image has current findings, scanning it
-// first when it was never scanned; false when the image cannot be scanned
-// (unsupported OS, media type or config: nothing to find). An error means
-// the scan did not finish within the rule's timeout, or failed.
-func (p *Policy) ensureScanned(ctx context.Context, repo string, image digest.Digest, rule *Rule) (bool, error) {
-	c, err := p.o.Coverages.Get(ctx, image)
-	if err != nil && !errors.Is(err, index.ErrNotFound) {
-		return false, fmt.Errorf("policy: coverage of %s: %w", image, err)
-	}
-	if c != nil {
-		switch c.Reason {
-		case scan.ReasonUnsupportedOS, scan.ReasonUnsupportedMediaType, scan.ReasonUnsupportedConfigFile:
-			return false, nil
+// scanState is one image's readiness for evaluation: scanned (findings are
+// current), not scanned because it cannot be (unsupported: nothing to
+// find), or err when its scan did not finish in time or failed.
+type scanState struct {
+	scanned bool
+	err     error
+}
+
+// ensureScanned makes sure every image in images has current findings:
+// images never scanned are scanned, all at once, and waited for together
+// up to the rule's timeout.
+func (p *Policy) ensureScanned(ctx context.Context, repo string, images []digest.Digest, rule *Rule) []scanState {
+	out := make([]scanState, len(images))
+	calls := make(map[int]*scanCall)
+	for i, image := range images {
+		c, err := p.o.Coverages.Get(ctx, image)
+		switch {
+		case err != nil && !errors.Is(err, index.ErrNotFound):
+			out[i].err = fmt.Errorf("policy: coverage of %s: %w", image, err)
+			continue
+		case c != nil && isUnsupported(c.Reason):
+			continue
+		case c != nil && c.LastScannedAt != nil:
+			out[i].scanned = true
+			continue
+		case p.o.Scanner == nil:
+			out[i].err = errors.New("policy: image not scanned yet and no scanner configured")
+			continue
 		}
-		if c.LastScannedAt != nil {
-			return true, nil
-		}
+		calls[i] = p.startScan(ctx, repo, image)
 	}
-	if p.o.Scanner == nil {
-		return false, errors.New("policy: image not scanned yet and no scanner configured")
+	if len(calls) == 0 {
+		return out
 	}
 	timeout := rule.ScanTimeout
 	if timeout <= 0 {
 		timeout = defaultScanTimeout
 	}
-	call := p.startScan(ctx, repo, image)
 	t := time.NewTimer(timeout)
 	defer t.Stop()
-	select {
-	case <-call.done:
-		if call.err != nil {
-			return false, call.err
+	expired := false
+	for i, call := range calls {
+		if !expired {
+			select {
+			case <-call.done:
+			case <-t.C:
+				expired = true
+			case <-ctx.Done():
+				expired = true
+			}
 		}
-		return true, nil
-	case <-t.C:
-		return false, fmt.Errorf("policy: scan of %s still running after %s", image, timeout)
-	case <-ctx.Done():
-		return false, ctx.Err()
+		select {
+		case <-call.done:
+			out[i].scanned, out[i].err = call.err == nil, call.err
+		default:
+			out[i].err = fmt.Errorf("policy: scan of %s still running after %s", images[i], timeout)
+		}
 	}
+	return out
+}
+
+func isUnsupported(r scan.Reason) bool {
+	switch r {
+	case scan.ReasonUnsupportedOS, scan.ReasonUnsupportedMediaType, scan.ReasonUnsupportedConfigFile:
+		return true
+	}
+	return false
 }
 
 // startScan joins the running scan of image or starts one that carries on

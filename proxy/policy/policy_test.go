@@ -302,3 +302,28 @@ func FuzzChildren(f *testing.F) {
 		}
 	})
 }
+
+func TestIndexChildrenScannedTogether(t *testing.T) {
+	w := newWorld()
+	w.release = make(chan struct{})
+	a, b := digest.FromString("a"), digest.FromString("b")
+	w.toFind[b] = map[scan.Severity]int{scan.SeverityCritical: 1}
+	p := newPolicy(w, Rule{Severity: scan.SeverityHigh, ScanTimeout: time.Millisecond})
+	d, err := p.Evaluate(context.Background(), "team/app", digest.FromString("ix"), []digest.Digest{a, b})
+	require.NoError(t, err)
+	require.False(t, d.Allowed)
+	require.ElementsMatch(t, []digest.Digest{a, b}, d.Pending)
+	// Both scans were started, and carry on after the pull gave up.
+	require.Equal(t, 1, w.scanCount(a))
+	require.Equal(t, 1, w.scanCount(b))
+	close(w.release)
+	require.Eventually(t, func() bool {
+		_, errA := w.Get(context.Background(), a)
+		_, errB := w.Get(context.Background(), b)
+		return errA == nil && errB == nil
+	}, 10*time.Second, time.Millisecond)
+	d, err = p.Evaluate(context.Background(), "team/app", digest.FromString("ix"), []digest.Digest{a, b})
+	require.NoError(t, err)
+	require.Equal(t, []digest.Digest{b}, d.Violating)
+	require.Empty(t, d.Pending)
+}
