@@ -37,6 +37,7 @@ const (
 type findingsScanner struct {
 	store *index.FindingStore
 	out   func(string)
+	mu    sync.Mutex
 	calls map[digest.Digest]int
 	pause time.Duration
 }
@@ -51,9 +52,11 @@ func (f *findingsScanner) Scan(ctx context.Context, req ScanRequest) (Result, er
 	if _, err := f.store.Replace(ctx, req.Image, fs, time.Now()); err != nil {
 		return Result{}, err
 	}
+	f.mu.Lock()
 	if f.calls != nil {
 		f.calls[req.Image]++
 	}
+	f.mu.Unlock()
 	if f.out != nil {
 		f.out("scanned " + req.Image.String())
 	}

@@ -183,8 +183,11 @@ func (s *Service) work(ctx context.Context, job *index.Job) error {
 	if cov != nil {
 		prev = *cov
 	}
-	if err := s.setStatus(ctx, st, index.StatusActive, scan.ReasonScanInProgress, ""); err != nil {
-		return err
+	if ok, err := s.setLive(ctx, st, index.StatusActive, scan.ReasonScanInProgress, ""); err != nil || !ok {
+		if err != nil {
+			return err
+		}
+		return s.queue.Ack(ctx, job, s.now())
 	}
 	sctx, cancel := context.WithTimeout(ctx, s.o.ScanTimeout)
 	res, scanErr := s.o.Scanner.Scan(sctx, ScanRequest{
@@ -197,7 +200,11 @@ func (s *Service) work(ctx context.Context, job *index.Job) error {
 	}
 	now := s.now()
 	if scanErr == nil && (res.Reason == "" || res.Reason == scan.ReasonSuccessful) {
+		live := true
 		_, err := s.covs.Update(ctx, st.Digest, func(cv *index.Coverage, _ bool) (bool, error) {
+			if live = !deactivated(cv); !live {
+				return false, nil
+			}
 			cv.ScanType, cv.ScanFrequency = ScanTypePackage, st.Freq
 			cv.StatusCode, cv.Reason, cv.Message = index.StatusActive, scannedReason(st.Freq), ""
 			if res.Platform != (scan.Platform{}) {
@@ -211,6 +218,9 @@ func (s *Service) work(ctx context.Context, job *index.Job) error {
 		})
 		if err != nil {
 			return fmt.Errorf("lifecycle: coverage %s: %w", st.Digest, err)
+		}
+		if !live {
+			return s.lostRace(ctx, job, st, now)
 		}
 		log.Info().Int("findings", res.Findings).Msg("scan complete")
 		return s.queue.Ack(ctx, job, now)
@@ -228,7 +238,7 @@ func (s *Service) work(ctx context.Context, job *index.Job) error {
 	}
 	if permanent {
 		log.Warn().Str("reason", string(reason)).Str("message", msg).Msg("image cannot be scanned")
-		if err := s.setStatus(ctx, st, index.StatusInactive, reason, msg); err != nil {
+		if _, err := s.setLive(ctx, st, index.StatusInactive, reason, msg); err != nil {
 			return err
 		}
 		return s.queue.Ack(ctx, job, now)
@@ -245,14 +255,64 @@ func (s *Service) work(ctx context.Context, job *index.Job) error {
 				back = scannedReason(st.Freq)
 			}
 		}
-		if err := s.setStatus(ctx, st, code, back, "retrying: "+msg); err != nil {
-			return err
+		if ok, err := s.setLive(ctx, st, code, back, "retrying: "+msg); err != nil || !ok {
+			if err != nil {
+				return err
+			}
+			return s.queue.Ack(ctx, job, now)
 		}
 		return s.queue.Retry(ctx, job, due, msg)
 	}
 	log.Error().Err(scanErr).Int("attempts", job.Attempts+1).Msg("scan failed, retry budget spent; the sweep retries later")
-	if err := s.setStatus(ctx, st, index.StatusInactive, reason, msg); err != nil {
+	if _, err := s.setLive(ctx, st, index.StatusInactive, reason, msg); err != nil {
 		return err
+	}
+	return s.queue.Ack(ctx, job, now)
+}
+
+// deactivated reports coverage an archive, delete or expiry made INACTIVE
+// while a job was running: the job's outcome must not overwrite it.
+func deactivated(cv *index.Coverage) bool {
+	if cv.StatusCode != index.StatusInactive {
+		return false
+	}
+	switch cv.Reason {
+	case scan.ReasonImageArchived, scan.ReasonResourceTerminated, scan.ReasonScanEligibilityExpired:
+		return true
+	}
+	return false
+}
+
+// setLive is setStatus unless the image was deactivated meanwhile; ok is
+// false then (nothing written).
+func (s *Service) setLive(ctx context.Context, st *imageState, code string, reason scan.Reason, msg string) (ok bool, err error) {
+	now := s.now()
+	_, err = s.covs.Update(ctx, st.Digest, func(cv *index.Coverage, _ bool) (bool, error) {
+		if ok = !deactivated(cv); !ok {
+			return false, nil
+		}
+		cv.ScanType, cv.ScanFrequency = ScanTypePackage, st.Freq
+		cv.StatusCode, cv.Reason, cv.Message = code, reason, msg
+		if cv.Platform == (scan.Platform{}) {
+			cv.Platform = st.Platform
+		}
+		cv.UpdatedAt = now
+		return true, nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("lifecycle: coverage %s: %w", st.Digest, err)
+	}
+	return ok, nil
+}
+
+// lostRace ends a job whose image was archived, deleted or expired while it
+// was being scanned: the findings the scan just wrote are closed again.
+func (s *Service) lostRace(ctx context.Context, job *index.Job, st *imageState, now time.Time) error {
+	s.log.Info().Str("digest", st.Digest.String()).Msg("image deactivated during its scan; findings closed again")
+	if s.o.Findings != nil {
+		if _, err := s.o.Findings.CloseAll(ctx, st.Digest, now); err != nil {
+			return fmt.Errorf("lifecycle: close findings of %s: %w", st.Digest, err)
+		}
 	}
 	return s.queue.Ack(ctx, job, now)
 }

@@ -195,3 +195,24 @@ func TestRunWorksQueueAndSweepsOnConfigChange(t *testing.T) {
 	cancel()
 	wg.Wait()
 }
+
+// TestArchiveDuringScanWins: an archive that lands while the image is being
+// scanned is not overwritten by the scan's outcome, and the findings the scan
+// wrote are closed again.
+func TestArchiveDuringScanWins(t *testing.T) {
+	h := newHarness(t, nil)
+	d := dg("racy")
+	h.push("app", d)
+	h.scanner.onScan = func(ctx context.Context, req ScanRequest) error {
+		require.NoError(t, h.svc.Archive(ctx, "app", d))
+		h.findings.mu.Lock()
+		h.findings.status[d] = scan.FindingActive // the matcher writes after the archive closed them
+		h.findings.mu.Unlock()
+		return nil
+	}
+	h.drain()
+	assert.Equal(t, "INACTIVE/IMAGE_ARCHIVED", h.status(d))
+	assert.Equal(t, scan.FindingClosed, h.findings.Get(d))
+	assert.False(t, h.queued(d))
+	assert.Nil(t, h.cov(d).LastScannedAt)
+}
