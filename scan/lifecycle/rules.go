@@ -18,6 +18,7 @@ type imageState struct {
 	Platform scan.Platform // from the parent index entry, when known
 	Index    bool
 	Children []index.ChildImage
+	Parents  []digest.Digest // indexes naming this manifest (its own record's)
 	// Live are the repositories where the image is not deleted.
 	Live     []index.RepoImage
 	Archived bool // every live repository holds it ARCHIVED
@@ -42,10 +43,10 @@ func freqRank(f string) int {
 // named by an index but never recorded itself, pass the parent's record and
 // the child entry.
 func stateOf(c index.ScanningConfiguration, rec *index.ImageRecord, child *index.ChildImage) *imageState {
-	st := &imageState{Digest: rec.Digest, Index: rec.Index, Children: rec.Children, Freq: FreqManual, Archived: true}
+	st := &imageState{Digest: rec.Digest, Index: rec.Index, Children: rec.Children, Parents: rec.Parents, Freq: FreqManual, Archived: true}
 	if child != nil {
 		st.Digest, st.Parent, st.Platform = child.Digest, rec.Digest, child.Platform
-		st.Index, st.Children = false, nil
+		st.Index, st.Children, st.Parents = false, nil, []digest.Digest{rec.Digest}
 	}
 	for _, r := range rec.Repos {
 		if r.Deleted {

@@ -411,3 +411,18 @@ func TestImageIndexChildrenScannedWithPlatforms(t *testing.T) {
 	require.NoError(t, h.svc.Archive(h.ctx, "lib/alpine", idx))
 	assert.Equal(t, "INACTIVE/IMAGE_ARCHIVED", h.status(amd))
 }
+
+func TestSweepRepairsAMissedRestore(t *testing.T) {
+	h := newHarness(t, nil)
+	d := dg("img")
+	h.push("app", d)
+	h.drain()
+	require.NoError(t, h.svc.Archive(h.ctx, "app", d))
+	// Restored in the records, but the process died before Observe.
+	require.NoError(t, h.records.Record(h.ctx, index.Event{Kind: index.EventRestore, Repository: "app", Digest: d, At: h.clock.Now()}))
+	h.sweep()
+	assert.Equal(t, pendingRev, h.status(d))
+	h.drain()
+	assert.Equal(t, activeOK, h.status(d))
+	assert.Equal(t, 2, h.scanner.Calls(d))
+}

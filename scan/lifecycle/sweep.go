@@ -129,7 +129,14 @@ func (s *Service) sweepImage(ctx context.Context, c index.ScanningConfiguration,
 		}
 		return nil
 	case cov != nil && cov.Reason == scan.ReasonImageArchived:
-		return nil // restored: Observe(restore) schedules the scan
+		// Restored, but Observe(restore) did not run (crash between the record
+		// and the observation): schedule it now. A child follows its index,
+		// whose restore event carries it.
+		if len(st.Parents) == 0 && !hasJob {
+			stats.Requeued++
+			return s.onRestore(ctx, st)
+		}
+		return nil
 	}
 	switch st.Freq {
 	case FreqManual:
