@@ -8,6 +8,7 @@ import (
 
 	"github.com/tollgate-registry/tollgate/index"
 	"github.com/tollgate-registry/tollgate/proxy/admin"
+	"github.com/tollgate-registry/tollgate/scan/lifecycle"
 )
 
 // wireAdminAuth runs first among the components: when neither admin.token
@@ -75,6 +76,10 @@ func wireAdminAPI(ctx context.Context, s *server) error {
 		lc := admin.Lifecycle{Service: s.lifecycle}
 		o.Config, o.Scanner, o.Archiver, o.InUse = admin.LifecycleConfig{Service: s.lifecycle}, lc, lc, lc
 		inuse = admin.InUseHandler(lc, s.log)
+	} else {
+		s.log.Warn().Str("op", "admin").Msg("no lifecycle wired: the admin API archives through the records and stores the scanning configuration without a sweep; manual scans and in-use reports are unavailable")
+		o.Config = admin.SettingsConfig{Settings: index.NewSettings(s.db), Seed: lifecycle.SeedFromConfig(s.cfg.Scanning)}
+		o.Archiver = admin.RecordsArchiver{Records: s.records}
 	}
 	api := admin.NewAPI(o)
 	s.admin.Handle("POST /", auth.Wrap(api))

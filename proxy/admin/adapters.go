@@ -197,3 +197,61 @@ func (p ProxyDeleter) delete(ctx context.Context, repo, ref string) error {
 	}
 	return fmt.Errorf("delete %s:%s: registry answered %d: %s", repo, ref, rec.Code, rec.Body.String())
 }
+
+// RecordsArchiver archives through the image records alone (no lifecycle:
+// scanning and findings are not touched). Used when no lifecycle is wired.
+type RecordsArchiver struct{ Records *index.Records }
+
+// Archive marks repo@d ARCHIVED.
+func (r RecordsArchiver) Archive(ctx context.Context, repo string, d digest.Digest) error {
+	return r.Records.SetStatus(ctx, repo, d, index.ImageArchived)
+}
+
+// Restore marks repo@d ACTIVE.
+func (r RecordsArchiver) Restore(ctx context.Context, repo string, d digest.Digest) error {
+	return r.Records.SetStatus(ctx, repo, d, index.ImageActive)
+}
+
+// SettingsConfig is a ConfigStore over index.Settings alone (no lifecycle:
+// no sweep follows a change), seeded with Seed on first read. Validation is
+// the API's. Used when no lifecycle is wired.
+type SettingsConfig struct {
+	Settings *index.Settings
+	Seed     index.ScanningConfiguration
+}
+
+// ScanningConfiguration returns the stored (or seeded) configuration.
+func (s SettingsConfig) ScanningConfiguration(ctx context.Context) (ScanningConfiguration, error) {
+	c, err := s.Settings.Scanning(ctx)
+	if errors.Is(err, index.ErrNotFound) {
+		c, _, err = s.Settings.SeedScanning(ctx, s.Seed)
+	}
+	if err != nil {
+		return ScanningConfiguration{}, err
+	}
+	out := ScanningConfiguration{ScanType: c.ScanType, RescanDuration: c.RescanDuration,
+		PullDateRescanDuration: c.PullDateRescanDuration, PullDateRescanMode: c.PullDateRescanMode, UpdatedAt: c.UpdatedAt}
+	for _, r := range c.Rules {
+		sr := ScanningRule{ScanFrequency: r.ScanFrequency}
+		for _, f := range r.RepositoryFilters {
+			sr.RepositoryFilters = append(sr.RepositoryFilters, f.Filter)
+		}
+		out.Rules = append(out.Rules, sr)
+	}
+	return out, nil
+}
+
+// SetScanningConfiguration stores c.
+func (s SettingsConfig) SetScanningConfiguration(ctx context.Context, c ScanningConfiguration) error {
+	ic := index.ScanningConfiguration{ScanType: c.ScanType, RescanDuration: c.RescanDuration,
+		PullDateRescanDuration: c.PullDateRescanDuration, PullDateRescanMode: c.PullDateRescanMode, UpdatedAt: c.UpdatedAt}
+	for _, r := range c.Rules {
+		ir := index.ScanningRule{ScanFrequency: r.ScanFrequency}
+		for _, f := range r.RepositoryFilters {
+			ir.RepositoryFilters = append(ir.RepositoryFilters, index.RepositoryFilter{Filter: f, FilterType: "WILDCARD"})
+		}
+		ic.Rules = append(ic.Rules, ir)
+	}
+	_, err := s.Settings.PutScanning(ctx, ic)
+	return err
+}
