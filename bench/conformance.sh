@@ -70,7 +70,7 @@ set -e
 J="$RESULTS/junit.xml"
 if [ -f "$J" ]; then
 	echo "conformance: junit: $(grep -o '<testsuites[^>]*>' "$J" | head -1)"
-	echo "conformance: testcases passed=$(grep -c 'status="passed"' "$J") failure=$(grep -c 'status="failure"' "$J") error=$(grep -c 'status="error"' "$J") skipped=$(grep -c 'status="skipped"' "$J")"
+	echo "conformance: testcases passed=$(grep -o 'status="passed"' "$J" | wc -l) failure=$(grep -o 'status="failure"' "$J" | wc -l) error=$(grep -o 'status="error"' "$J" | wc -l) skipped=$(grep -o 'status="skipped"' "$J" | wc -l)"
 else
 	echo "conformance: no junit.xml written" >&2
 	[ $RC -ne 0 ] || RC=1

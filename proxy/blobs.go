@@ -160,25 +160,30 @@ func (p *Proxy) upload(w http.ResponseWriter, r *http.Request, rt route, up upst
 		out.Body = body // the transport closes it when done: that ends the sink
 	}
 	resp, err := p.roundTrip(up, out)
-	if body != nil {
-		body.wait()
-	}
 	if err != nil {
+		if body != nil {
+			body.wait()
+		}
 		if r.Method == http.MethodPut {
 			p.uploadEnded(ctx, repo, session, "")
 		}
 		p.writeRoundTripError(w, r, err)
 		return
 	}
-	defer resp.Body.Close()
+	// Relay first: a registry may answer (an error) before reading the
+	// body, and an in-process one only returns, closing the body, once its
+	// answer is read. Then the body is closed (the sink has ended) and the
+	// session's state and the Teer are updated.
+	p.relay(w, r, up, resp, nil)
+	_ = resp.Body.Close()
+	if body != nil {
+		body.wait()
+	}
 	switch {
 	case resp.StatusCode == http.StatusCreated && (r.Method == http.MethodPut || r.Method == http.MethodPost):
 		d := digest.Digest(resp.Header.Get("Docker-Content-Digest"))
 		if d == "" {
 			d = digest.Digest(r.URL.Query().Get("digest"))
-		}
-		if r.Method == http.MethodPost && !hasBody {
-			d = "" // a mount: no bytes passed
 		}
 		if r.Method == http.MethodPut || hasBody {
 			p.uploadEnded(ctx, repo, session, d)
@@ -201,7 +206,6 @@ func (p *Proxy) upload(w http.ResponseWriter, r *http.Request, rt route, up upst
 	case resp.StatusCode >= 400 && r.Method == http.MethodPut, resp.StatusCode >= 400 && hasBody && r.Method == http.MethodPost:
 		p.uploadEnded(ctx, repo, session, "")
 	}
-	p.relay(w, r, up, resp, nil)
 }
 
 // uploadOffset is where the request body starts in the blob: the

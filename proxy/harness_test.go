@@ -69,7 +69,7 @@ func newHarness(t testing.TB, mod func(p *Proxy)) *harness {
 	h.reg = reg
 	t.Cleanup(func() { _ = reg.Close(context.Background()) })
 	h.openDB()
-	h.proxy = &Proxy{Upstream: reg.URL(), Logger: testLogger(t)}
+	h.proxy = &Proxy{Upstream: reg.URL(), Transport: reg.Transport(), Logger: testLogger(t)}
 	h.wire()
 	if mod != nil {
 		mod(h.proxy)
@@ -130,6 +130,7 @@ func (h *harness) do(method, path string, body []byte, hdr map[string]string) *h
 // upload session (pieces keyed by offset), and the UploadDone calls.
 type fakeTeer struct {
 	mu      sync.Mutex
+	cond    *sync.Cond // signalled on UploadDone
 	pulls   map[digest.Digest][][]byte
 	uploads map[string]map[int64]*bytes.Buffer // repo/session → offset → bytes
 	done    map[string]digest.Digest           // repo/session → committed digest ("" cancelled)
@@ -137,9 +138,24 @@ type fakeTeer struct {
 }
 
 func newFakeTeer() *fakeTeer {
-	return &fakeTeer{
+	f := &fakeTeer{
 		pulls: map[digest.Digest][][]byte{}, uploads: map[string]map[int64]*bytes.Buffer{},
 		done: map[string]digest.Digest{}, sinkEnd: map[string][]bool{},
+	}
+	f.cond = sync.NewCond(&f.mu)
+	return f
+}
+
+// waitDone blocks until UploadDone was called for repo/session and
+// returns its digest (the proxy calls it just after answering the client).
+func (f *fakeTeer) waitDone(key string) digest.Digest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for {
+		if d, ok := f.done[key]; ok {
+			return d
+		}
+		f.cond.Wait()
 	}
 }
 
@@ -191,6 +207,7 @@ func (f *fakeTeer) UploadDone(_ context.Context, repo, session string, d digest.
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.done[repo+"/"+session] = d
+	f.cond.Broadcast()
 }
 
 // uploadedBlobs reassembles each committed session's pieces in offset

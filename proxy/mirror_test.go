@@ -100,7 +100,7 @@ func TestMirrorAuthenticatesFollowsRedirectsAndTees(t *testing.T) {
 	hub := a2.seed(t, "library/alpine", "3")
 	a2.seed(t, "team/app", "v1")
 	h := newHarness(t, func(p *Proxy) {
-		p.Upstream = a.url
+		p.Upstream, p.Transport = a.url, nil // over HTTP
 		p.Mirror = &Mirror{Registries: map[string]string{"docker.io": a2.srv.URL, "other.example": a2.srv.URL}}
 	})
 
@@ -194,7 +194,7 @@ func TestMirrorAuthenticatesFollowsRedirectsAndTees(t *testing.T) {
 func TestUpstreamPassesAuthThrough(t *testing.T) {
 	a := newAuthUpstream(t)
 	a.seed(t, "team/app", "v1")
-	h := newHarness(t, func(p *Proxy) { p.Upstream = a.url })
+	h := newHarness(t, func(p *Proxy) { p.Upstream, p.Transport = a.url, nil })
 
 	resp := h.do("GET", "/v2/", nil, nil)
 	resp.Body.Close()

@@ -89,24 +89,6 @@ func TestRoundTripSharedImages(t *testing.T) {
 		t.Fatalf("pushed %d manifests, want 5 (3 debian12 + 2 alpine)", len(all))
 	}
 
-	// The tee saw exactly the uploaded layer bytes.
-	up := h.teer.uploadedBlobs(t)
-	for _, pu := range all {
-		for d, b := range pu.layers {
-			got, ok := up[digest.Digest(d.String())]
-			if !ok {
-				// Blobs shared between images are uploaded once.
-				continue
-			}
-			if !bytes.Equal(got, b) {
-				t.Errorf("tee upload of %s: %d bytes differ from the source's %d", d, len(got), len(b))
-			}
-		}
-	}
-	if len(up) == 0 {
-		t.Fatal("tee saw no uploads")
-	}
-
 	// Pull back through the proxy: byte-identical blobs, tee saw them.
 	for _, pu := range all {
 		desc, err := remote.Get(pu.ref, remote.WithContext(ctx))
@@ -137,6 +119,24 @@ func TestRoundTripSharedImages(t *testing.T) {
 	}
 	// Close waits for the handlers, so every sink has ended.
 	h.srv.Close()
+	// The tee saw exactly the uploaded layer bytes.
+	up := h.teer.uploadedBlobs(t)
+	for _, pu := range all {
+		for d, b := range pu.layers {
+			got, ok := up[digest.Digest(d.String())]
+			if !ok {
+				// Blobs shared between images are uploaded once.
+				continue
+			}
+			if !bytes.Equal(got, b) {
+				t.Errorf("tee upload of %s: %d bytes differ from the source's %d", d, len(got), len(b))
+			}
+		}
+	}
+	if len(up) == 0 {
+		t.Fatal("tee saw no uploads")
+	}
+
 	for _, pu := range all {
 		for d, want := range pu.layers {
 			h.teer.mu.Lock()

@@ -1,0 +1,139 @@
+package embedded
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+)
+
+// Transport returns an http.RoundTripper that serves requests addressed to
+// the registry (URL()) by calling distribution's handler in-process, with
+// the bodies streamed through io.Pipe. It saves the proxy a loopback TCP
+// hop, HTTP framing and two kernel copies per byte (bench/proxy: push
+// through the proxy went from ~0.7 to ~1.0 of direct), while the proxy
+// still speaks plain HTTP semantics to it: one code path for embedded and
+// upstream registries. Requests for other hosts fail.
+func (r *Registry) Transport() http.RoundTripper {
+	return &handlerTransport{h: r.app, host: r.url.Host}
+}
+
+type handlerTransport struct {
+	h    http.Handler
+	host string
+}
+
+func (t *handlerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Host != t.host {
+		if req.Body != nil {
+			_ = req.Body.Close()
+		}
+		return nil, fmt.Errorf("embedded: transport serves %s only, not %s", t.host, req.URL.Host)
+	}
+	// The request as a server would see it.
+	sreq := req.Clone(req.Context())
+	sreq.URL = &url.URL{Path: req.URL.Path, RawPath: req.URL.RawPath, RawQuery: req.URL.RawQuery}
+	sreq.RequestURI = req.URL.RequestURI()
+	sreq.Host = t.host
+	sreq.RemoteAddr = "127.0.0.1:0"
+	sreq.Proto, sreq.ProtoMajor, sreq.ProtoMinor = "HTTP/1.1", 1, 1
+	sreq.Close = false
+	if sreq.Body == nil {
+		sreq.Body = http.NoBody
+	}
+	if req.ContentLength >= 0 && sreq.Body != http.NoBody {
+		sreq.Header.Set("Content-Length", strconv.FormatInt(req.ContentLength, 10))
+	} else if sreq.Body == http.NoBody {
+		sreq.ContentLength = 0
+	}
+
+	pr, pw := io.Pipe()
+	w := &pipeResponse{header: http.Header{}, pw: pw, head: req.Method == http.MethodHead, ready: make(chan struct{})}
+	go func() {
+		var perr error
+		defer func() {
+			if p := recover(); p != nil {
+				perr = fmt.Errorf("embedded: registry handler panic: %v", p)
+				w.WriteHeader(http.StatusInternalServerError)
+			}
+			w.WriteHeader(http.StatusOK) // no-op unless the handler wrote nothing
+			_ = pw.CloseWithError(perr)  // nil: EOF
+			if req.Body != nil {
+				_ = req.Body.Close() // RoundTripper contract: always close the body
+			}
+		}()
+		t.h.ServeHTTP(w, sreq)
+	}()
+
+	select {
+	case <-w.ready:
+	case <-req.Context().Done():
+		_ = pr.CloseWithError(req.Context().Err())
+		return nil, req.Context().Err()
+	}
+	resp := &http.Response{
+		Status:        strconv.Itoa(w.status) + " " + http.StatusText(w.status),
+		StatusCode:    w.status,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        w.snap,
+		Body:          pr,
+		ContentLength: -1,
+		Request:       req,
+	}
+	if cl, err := strconv.ParseInt(w.snap.Get("Content-Length"), 10, 64); err == nil {
+		resp.ContentLength = cl
+	}
+	if req.Method == http.MethodHead || w.status == http.StatusNoContent || w.status == http.StatusNotModified {
+		resp.ContentLength = max(resp.ContentLength, 0)
+		if req.Method != http.MethodHead {
+			resp.ContentLength = 0
+		}
+	}
+	return resp, nil
+}
+
+// pipeResponse is the handler's http.ResponseWriter: the status and a
+// snapshot of the headers are released at the first WriteHeader/Write; the
+// body goes into the pipe the proxy reads.
+type pipeResponse struct {
+	header http.Header
+	snap   http.Header
+	status int
+	head   bool
+	pw     *io.PipeWriter
+	once   sync.Once
+	ready  chan struct{}
+}
+
+func (w *pipeResponse) Header() http.Header { return w.header }
+
+func (w *pipeResponse) WriteHeader(code int) {
+	if code >= 100 && code < 200 {
+		return // informational: not the answer
+	}
+	w.once.Do(func() {
+		w.status = code
+		w.snap = w.header.Clone()
+		close(w.ready)
+	})
+}
+
+func (w *pipeResponse) Write(b []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	if w.head {
+		return len(b), nil
+	}
+	n, err := w.pw.Write(b)
+	if errors.Is(err, io.ErrClosedPipe) {
+		err = fmt.Errorf("embedded: proxy stopped reading: %w", err)
+	}
+	return n, err
+}
+
+// Flush is a no-op: every Write reaches the reader as it happens.
+func (w *pipeResponse) Flush() {}
