@@ -140,6 +140,10 @@ func (s *Service) sweepImage(ctx context.Context, c index.ScanningConfiguration,
 	}
 	switch st.Freq {
 	case FreqManual:
+		if cov != nil && cov.ScanFrequency == FreqManual && retryable(cov.Reason) && !hasJob {
+			stats.Requeued++ // a requested scan that ran out of retries
+			return s.schedule(ctx, st, "", TriggerManual)
+		}
 		if cov == nil || (cov.ScanFrequency != FreqManual && !pending(cov.Reason)) || (pending(cov.Reason) && !hasJob) {
 			return s.setStatus(ctx, st, index.StatusInactive, scan.ReasonScanFrequencyManual, "")
 		}
@@ -150,7 +154,7 @@ func (s *Service) sweepImage(ctx context.Context, c index.ScanningConfiguration,
 			return s.setStatus(ctx, st, index.StatusInactive, scan.ReasonScanFrequencyScanOnPush, "")
 		case cov.ScanFrequency == FreqContinuous && cov.Reason == scan.ReasonSuccessful:
 			return s.setStatus(ctx, st, index.StatusActive, scan.ReasonScanFrequencyScanOnPush, "")
-		case pending(cov.Reason) && !hasJob:
+		case (pending(cov.Reason) || retryable(cov.Reason)) && !hasJob:
 			stats.Requeued++
 			return s.schedule(ctx, st, "", TriggerRetry)
 		}
@@ -180,7 +184,10 @@ func (s *Service) sweepImage(ctx context.Context, c index.ScanningConfiguration,
 		case cov.StatusCode == index.StatusActive && !ok:
 			stats.Expired++
 			return s.expire(ctx, st, cov)
-		case retryable(cov.Reason) && !hasJob && ok:
+		case retryable(cov.Reason) && !ok:
+			stats.Expired++
+			return s.expire(ctx, st, cov)
+		case retryable(cov.Reason) && !hasJob:
 			stats.Requeued++
 			return s.schedule(ctx, st, "", TriggerRetry)
 		}

@@ -216,3 +216,40 @@ func TestArchiveDuringScanWins(t *testing.T) {
 	assert.False(t, h.queued(d))
 	assert.Nil(t, h.cov(d).LastScannedAt)
 }
+
+func TestSweepRetriesFailedScansAtEveryFrequency(t *testing.T) {
+	tests := []struct {
+		name   string
+		seed   *index.ScanningConfiguration
+		manual bool
+		later  time.Duration
+		want   string
+		calls  int
+	}{
+		{"continuous", nil, false, time.Hour, activeOK, 4},
+		{"continuous, expired meanwhile", nil, false, 15 * day, expired, 3},
+		{"scan on push", cfg(ScanTypeEnhanced, rule(FreqScanOnPush, "*")), false, time.Hour, "ACTIVE/SCAN_FREQUENCY_SCAN_ON_PUSH", 4},
+		{"manual request", cfg(ScanTypeBasic, rule(FreqManual, "*")), true, time.Hour, "ACTIVE/SCAN_FREQUENCY_MANUAL", 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, tt.seed)
+			d := dg(tt.name)
+			h.scanner.script[d] = []error{errUpstream, errUpstream, errUpstream}
+			h.push("app", d)
+			if tt.manual {
+				require.NoError(t, h.svc.RequestScan(h.ctx, "app", d))
+			}
+			for range 3 {
+				h.drain()
+				h.clock.Advance(time.Hour)
+			}
+			require.Equal(t, "INACTIVE/INTERNAL_ERROR", h.status(d))
+			h.clock.Advance(tt.later)
+			h.sweep()
+			h.drain()
+			assert.Equal(t, tt.want, h.status(d))
+			assert.Equal(t, tt.calls, h.scanner.Calls(d))
+		})
+	}
+}
