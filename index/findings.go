@@ -2,7 +2,6 @@ package index
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -190,13 +189,20 @@ func (s *FindingStore) putBatch(fs []scan.Finding) error {
 
 // sameContent compares what a rescan can change, ignoring times and status.
 func sameContent(a, b scan.Finding) bool {
-	strip := func(f scan.Finding) ([]byte, error) {
-		f.Status, f.FirstObservedAt, f.LastObservedAt, f.UpdatedAt, f.ClosedAt = "", time.Time{}, time.Time{}, time.Time{}, nil
-		return json.Marshal(f)
-	}
-	x, err1 := strip(a)
-	y, err2 := strip(b)
-	return err1 == nil && err2 == nil && string(x) == string(y)
+	return a.VulnerabilityID == b.VulnerabilityID && a.AdvisoryID == b.AdvisoryID &&
+		a.Title == b.Title && a.Description == b.Description && a.Severity == b.Severity &&
+		a.VendorSeverity == b.VendorSeverity && a.FixAvailable == b.FixAvailable &&
+		a.SourceURL == b.SourceURL && slices.Equal(a.RelatedIDs, b.RelatedIDs) &&
+		slices.Equal(a.FixedVersions, b.FixedVersions) && slices.Equal(a.CVSS, b.CVSS) &&
+		slices.Equal(a.References, b.References) && samePackage(a.Package, b.Package)
+}
+
+// samePackage compares package identity (not licences or analyzer
+// metadata, which the package index does not keep).
+func samePackage(a, b scan.Package) bool {
+	return a.Ecosystem == b.Ecosystem && a.Name == b.Name && a.Version == b.Version &&
+		a.SourceName == b.SourceName && a.SourceVersion == b.SourceVersion && a.Path == b.Path &&
+		a.Layer == b.Layer && a.PURL == b.PURL && a.Kind == b.Kind && a.OSManaged == b.OSManaged
 }
 
 // CloseAll closes every open finding of image at now (image deleted,

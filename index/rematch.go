@@ -75,6 +75,7 @@ func (r *Rematcher) ApplyDelta(ctx context.Context, d AdvisoryDelta) (RematchRes
 		if err != nil {
 			return RematchResult{}, err
 		}
+		m := match.NewMatcher(k, advs)
 		err = r.Packages.Instances(ctx, k, func(img digest.Digest, pkgs []scan.Package) error {
 			w := work[img]
 			if w == nil {
@@ -85,7 +86,7 @@ func (r *Rematcher) ApplyDelta(ctx context.Context, d AdvisoryDelta) (RematchRes
 			for i := range pkgs {
 				_, ver, ok := match.LookupKey(&pkgs[i])
 				if ok {
-					w.found = append(w.found, match.MatchPackage(img, &pkgs[i], k, ver, advs)...)
+					w.found = append(w.found, m.Match(img, &pkgs[i], ver)...)
 				}
 			}
 			return nil

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -114,7 +115,7 @@ func FindingID(image digest.Digest, p *scan.Package, vulnID string) string {
 // Status is ACTIVE; observation times are left zero for the caller (the
 // findings store) to set. Errors are ctx's or adv's, wrapped.
 func Match(ctx context.Context, inv *scan.Inventory, adv Advisories) ([]scan.Finding, error) {
-	cache := map[PackageKey][]Advisory{}
+	cache := map[PackageKey]*Matcher{}
 	var out []scan.Finding
 	byID := map[string]int{}
 	for i := range inv.Packages {
@@ -123,19 +124,19 @@ func Match(ctx context.Context, inv *scan.Inventory, adv Advisories) ([]scan.Fin
 		if !ok {
 			continue
 		}
-		advs, seen := cache[key]
+		m, seen := cache[key]
 		if !seen {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			var err error
-			advs, err = adv.ForPackage(ctx, key.Ecosystem, key.Name)
+			advs, err := adv.ForPackage(ctx, key.Ecosystem, key.Name)
 			if err != nil {
 				return nil, fmt.Errorf("match: advisories for %s: %w", key, err)
 			}
-			cache[key] = advs
+			m = NewMatcher(key, advs)
+			cache[key] = m
 		}
-		for _, f := range MatchPackage(inv.Image, p, key, version, advs) {
+		for _, f := range m.Match(inv.Image, p, version) {
 			if j, dup := byID[f.ID]; dup {
 				mergeFinding(&out[j], f)
 				continue
@@ -167,10 +168,50 @@ func MergeDuplicates(fs []scan.Finding) []scan.Finding {
 // MatchPackage matches one package (looked up under key, compared at
 // version; see LookupKey) against advs, the advisories filed under key.
 func MatchPackage(image digest.Digest, p *scan.Package, key PackageKey, version string, advs []Advisory) []scan.Finding {
+	return NewMatcher(key, advs).Match(image, p, version)
+}
+
+// Matcher matches many packages filed under one key against that key's
+// advisories, memoising parsed versions and per-version results: a delta
+// re-match evaluates the same (package, version) in thousands of images.
+// Not safe for concurrent use.
+type Matcher struct {
+	key   PackageKey
+	advs  []Advisory
+	vc    *versionCache
+	byVer map[string][]scan.Finding // templates: no image, package or id
+}
+
+// NewMatcher returns a Matcher for key's advisories advs.
+func NewMatcher(key PackageKey, advs []Advisory) *Matcher {
+	return &Matcher{key: key, advs: advs, vc: newVersionCache(key.Ecosystem), byVer: map[string][]scan.Finding{}}
+}
+
+// Match returns p's findings in image (p compared at version).
+func (m *Matcher) Match(image digest.Digest, p *scan.Package, version string) []scan.Finding {
+	tmpl, ok := m.byVer[version]
+	if !ok {
+		tmpl = m.evaluate(version)
+		m.byVer[version] = tmpl
+	}
+	if len(tmpl) == 0 {
+		return nil
+	}
+	out := make([]scan.Finding, len(tmpl))
+	for i, f := range tmpl {
+		f.Image, f.Package = image, *p
+		f.ID = FindingID(image, p, f.VulnerabilityID)
+		f.RelatedIDs = slices.Clone(f.RelatedIDs)
+		f.FixedVersions = slices.Clone(f.FixedVersions)
+		out[i] = f
+	}
+	return out
+}
+
+func (m *Matcher) evaluate(version string) []scan.Finding {
 	var out []scan.Finding
-	vc := newVersionCache(key.Ecosystem)
-	for ai := range advs {
-		a := &advs[ai]
+	for ai := range m.advs {
+		a := &m.advs[ai]
 		if a.IsWithdrawn() {
 			continue
 		}
@@ -179,10 +220,10 @@ func MatchPackage(image digest.Digest, p *scan.Package, key PackageKey, version 
 		unfixed := false
 		for fi := range a.Affected {
 			af := &a.Affected[fi]
-			if af.Package.Ecosystem != key.Ecosystem || af.Package.Name != key.Name {
+			if af.Package.Ecosystem != m.key.Ecosystem || af.Package.Name != m.key.Name {
 				continue
 			}
-			vd := af.evaluate(vc, version)
+			vd := af.evaluate(m.vc, version)
 			if !vd.Affected {
 				continue
 			}
@@ -197,12 +238,13 @@ func MatchPackage(image digest.Digest, p *scan.Package, key PackageKey, version 
 		if hit == nil {
 			continue
 		}
-		out = append(out, newFinding(image, p, a, hit, fixed, unfixed))
+		out = append(out, newFinding(a, hit, fixed, unfixed))
 	}
 	return out
 }
 
-func newFinding(image digest.Digest, p *scan.Package, a *Advisory, af *Affected, fixed []string, unfixed bool) scan.Finding {
+// newFinding builds a finding template: the caller sets Image, Package and ID.
+func newFinding(a *Advisory, af *Affected, fixed []string, unfixed bool) scan.Finding {
 	vulnID, related := VulnerabilityID(a)
 	cvss := CVSSScores(append(append([]SeverityScore{}, af.Severity...), a.Severity...))
 	vendor := VendorSeverity(a, af)
@@ -215,7 +257,7 @@ func newFinding(image digest.Digest, p *scan.Package, a *Advisory, af *Affected,
 	}
 	title := a.Summary
 	if title == "" {
-		title = vulnID + " - " + p.Name
+		title = vulnID + " - " + af.Package.Name
 	}
 	var refs []string
 	src := ""
@@ -231,8 +273,6 @@ func newFinding(image digest.Digest, p *scan.Package, a *Advisory, af *Affected,
 		src = "https://osv.dev/vulnerability/" + a.ID
 	}
 	return scan.Finding{
-		ID:              FindingID(image, p, vulnID),
-		Image:           image,
 		VulnerabilityID: vulnID,
 		AdvisoryID:      a.ID,
 		RelatedIDs:      related,
@@ -243,7 +283,6 @@ func newFinding(image digest.Digest, p *scan.Package, a *Advisory, af *Affected,
 		CVSS:            cvss,
 		FixedVersions:   fixed,
 		FixAvailable:    fix,
-		Package:         *p,
 		SourceURL:       src,
 		References:      refs,
 		Status:          scan.FindingActive,
