@@ -13,7 +13,7 @@ package index
 //	pix/<ecosystem>/<name>/<manifest-digest>      package → image index   (pkgindex.go)
 //	fnd/<manifest-digest>/<finding-id>            finding                 (findings.go)
 //	job/<due>/<id>                                scan queue              (queue.go)
-//	out/<seq>                                     event outbox            (outbox.go)
+//	out/{e,d}/<seq>, out/i/<id>, out/c/<name>     event outbox            (outbox.go)
 //	cfg/<name>                                    configuration           (settings.go)
 //	cov/<manifest-digest>                         coverage / scan status  (coverage.go)
 //	use/<manifest-digest>/<container-key>         runtime in-use reports  (inuse.go)
