@@ -113,6 +113,9 @@ func render(rs []result) string {
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "# tollgate match benchmarks — %s\n", time.Now().UTC().Format(time.RFC3339))
 	fmt.Fprintf(&b, "# machine: %s, %d cores (shared with other work), %s %s/%s, %s\n", host, runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH, memTotal())
+	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fmt.Fprintf(&b, "# load average at the end: %s# (other engineers' builds share the 2 cores: wall times are inflated accordingly)\n", la)
+	}
 	fmt.Fprintf(&b, "# synthetic images: %d npm packages each from a pool of %d names; delta = new advisories for 1%% of the names\n\n", pkgsPerImage, poolSize)
 	for _, r := range rs {
 		fmt.Fprintf(&b, "%s\n", r.Scenario)
