@@ -83,23 +83,29 @@ func wildcardMatch(pattern, name string) bool {
 }
 
 // scanFrequency is the frequency the configuration gives repo: the first
-// rule with a matching filter, CONTINUOUS_SCAN winning over SCAN_ON_PUSH
-// (ECR's precedence); "" when no rule matches.
+// rule with a matching filter (as scan/lifecycle decides); "" when none.
 func scanFrequency(c *ScanningConfiguration, repo string) string {
+	f, _ := ruleFor(c, repo)
+	return f
+}
+
+// ruleFor returns the first rule's frequency and the filters that matched.
+func ruleFor(c *ScanningConfiguration, repo string) (string, []string) {
 	if c == nil {
-		return ""
+		return "", nil
 	}
-	best := ""
 	for _, r := range c.Rules {
+		var matched []string
 		for _, f := range r.RepositoryFilters {
 			if wildcardMatch(f, repo) {
-				if best == "" || r.ScanFrequency == "CONTINUOUS_SCAN" {
-					best = r.ScanFrequency
-				}
+				matched = append(matched, f)
 			}
 		}
+		if len(matched) > 0 {
+			return r.ScanFrequency, matched
+		}
 	}
-	return best
+	return "", nil
 }
 
 // coverageViews builds every covered resource.

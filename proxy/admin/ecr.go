@@ -208,23 +208,16 @@ func (a *API) ecrBatchGetRepositoryScanningConfiguration(ctx context.Context, bo
 				FailureReason: aws.String("REPOSITORY_NOT_FOUND")})
 			continue
 		}
-		freq := scanFrequency(&c, name)
-		rc := ecrtypes.RepositoryScanningConfiguration{RepositoryName: aws.String(name), RepositoryArn: aws.String(a.repoARN(name)),
-			ScanFrequency: ecrtypes.ScanFrequency(freq), ScanOnPush: freq == "SCAN_ON_PUSH",
-			AppliedScanFilters: []ecrtypes.ScanningRepositoryFilter{}}
+		freq, filters := ruleFor(&c, name)
 		if freq == "" {
-			rc.ScanFrequency = ecrtypes.ScanFrequencyManual
+			freq = string(ecrtypes.ScanFrequencyManual)
 		}
-		for _, r := range c.Rules {
-			if r.ScanFrequency != freq {
-				continue
-			}
-			for _, f := range r.RepositoryFilters {
-				if wildcardMatch(f, name) {
-					rc.AppliedScanFilters = append(rc.AppliedScanFilters, ecrtypes.ScanningRepositoryFilter{
-						Filter: aws.String(f), FilterType: ecrtypes.ScanningRepositoryFilterTypeWildcard})
-				}
-			}
+		rc := ecrtypes.RepositoryScanningConfiguration{RepositoryName: aws.String(name), RepositoryArn: aws.String(a.repoARN(name)),
+			ScanFrequency: ecrtypes.ScanFrequency(freq), ScanOnPush: freq != string(ecrtypes.ScanFrequencyManual),
+			AppliedScanFilters: []ecrtypes.ScanningRepositoryFilter{}}
+		for _, f := range filters {
+			rc.AppliedScanFilters = append(rc.AppliedScanFilters, ecrtypes.ScanningRepositoryFilter{
+				Filter: aws.String(f), FilterType: ecrtypes.ScanningRepositoryFilterTypeWildcard})
 		}
 		out.ScanningConfigurations = append(out.ScanningConfigurations, rc)
 	}
