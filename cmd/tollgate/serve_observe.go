@@ -55,11 +55,7 @@ func wireMetrics(ctx context.Context, s *server) error {
 
 	h := m.Handler()
 	if !s.cfg.Admin.MetricsOpen {
-		keys := map[string]string{}
-		for _, k := range s.cfg.Admin.AccessKeys {
-			keys[k.AccessKeyID] = k.SecretAccessKey
-		}
-		auth, err := admin.NewAuth(admin.AuthOptions{Token: s.cfg.Admin.Token, AccessKeys: keys, Logger: s.log})
+		auth, err := s.adminAuth()
 		if errors.Is(err, admin.ErrNoCredentials) {
 			s.log.Warn().Str("op", "metrics").Msg("/metrics not served: set admin.token (or access keys), or admin.metricsOpen")
 			return nil
@@ -71,6 +67,16 @@ func wireMetrics(ctx context.Context, s *server) error {
 	}
 	s.admin.Handle("GET /metrics", h)
 	return nil
+}
+
+// adminAuth authenticates with the configured admin token and access keys;
+// admin.ErrNoCredentials when there are none.
+func (s *server) adminAuth() (*admin.Auth, error) {
+	keys := map[string]string{}
+	for _, k := range s.cfg.Admin.AccessKeys {
+		keys[k.AccessKeyID] = k.SecretAccessKey
+	}
+	return admin.NewAuth(admin.AuthOptions{Token: s.cfg.Admin.Token, AccessKeys: keys, Logger: s.log})
 }
 
 // refreshFindingsGauge recounts stored findings by status and severity every
@@ -101,7 +107,8 @@ func refreshFindingsGauge(ctx context.Context, fs *index.FindingStore, m *metric
 // wireEvents starts the webhook deliverer when admin.webhooks are
 // configured, publishes ECR Image Action events for the pushes, pulls and
 // deletes the proxy records, and Inspector2 Coverage events for coverage
-// changes (CoverageWatcher). s.events is the publisher other components
+// changes (CoverageWatcher); GET /v1/webhooks/deliveries (admin
+// credentials) shows the outbox's delivery records. s.events is the publisher other components
 // use for Inspector2 Scan / Finding / Coverage events (nil, which discards,
 // without webhooks).
 func wireEvents(_ context.Context, s *server) error {
@@ -129,6 +136,9 @@ func wireEvents(_ context.Context, s *server) error {
 	cw := &events.CoverageWatcher{DB: s.db, Outbox: ob, Publisher: s.events, Builder: s.eventBuilder,
 		Coverages: index.NewCoverages(s.db), Repos: s.imageRepos, Logger: s.log}
 	s.background = append(s.background, cw.Run)
+	if auth, err := s.adminAuth(); err == nil && s.admin != nil {
+		s.admin.Handle("GET /v1/webhooks/deliveries", auth.Wrap(events.StatusHandler(ob)))
+	}
 	return nil
 }
 

@@ -165,6 +165,16 @@ func TestServeObservability(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 		metricsText = scrapeMetrics()
 	}
+	req, _ := http.NewRequest(http.MethodGet, adm.URL+"/v1/webhooks/deliveries?state=done", nil)
+	req.Header.Set("Authorization", "Bearer t0ken")
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	var page events.DeliveriesPage
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&page))
+	resp.Body.Close()
+	require.Len(t, page.Done, 1)
+	require.Equal(t, ev.ID, page.Done[0].ID)
+	require.NotNil(t, page.Done[0].Targets[events.Target{URL: hook.URL}.ID()].DeliveredAt)
 	for _, want := range []string{
 		`tollgate_registry_requests_total{code="403",operation="pull_manifest"} 1`,
 		`tollgate_registry_requests_total{code="200",operation="pull_manifest"} 1`,
