@@ -23,7 +23,7 @@ lint:
 
 # Side-by-side benchmarks; results land in bench/results/*.txt.
 bench: build
-	bash bench/run.sh
+	@set -e; for s in bench/*/run.sh; do echo "== $$s"; bash "$$s"; done
 
 # OCI distribution-spec conformance through the proxy (embedded registry).
 conformance: build

@@ -298,6 +298,9 @@ func run(bin string, size int64, rounds int, out string) error {
 	fmt.Fprintf(&b, "tollgate proxy throughput benchmark (bench/proxy)\n")
 	fmt.Fprintf(&b, "date:    %s\n", time.Now().UTC().Format(time.RFC3339))
 	fmt.Fprintf(&b, "machine: %s, %s/%s, %d CPUs (%s), %s\n", host, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), cpuModel(), runtime.Version())
+	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fmt.Fprintf(&b, "load:    %s (shared machine; figures are noisy)\n", strings.TrimSpace(string(la)))
+	}
 	fmt.Fprintf(&b, "layer:   %d bytes random (ChaCha8), %s\n", size, dgst)
 	fmt.Fprintf(&b, "method:  %d rounds, alternating order; push = POST + one chunked PATCH + PUT; pull = GET to EOF; medians\n", rounds)
 	fmt.Fprintf(&b, "         direct = tollgate's embedded registry on its loopback port; proxy = tollgate's :5000 handler in front of it\n\n")
