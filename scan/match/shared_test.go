@@ -160,3 +160,40 @@ func TestDebianPythonOSManaged(t *testing.T) {
 		}
 	}
 }
+
+// TestAlpineSecDBOnAlpine311 matches alpine-3.11.13's packages (by origin)
+// against the shared v3.11 secdb: every fix it lists is older than what the
+// image ships, so nothing may be reported — and a downgraded openssl must be.
+func TestAlpineSecDBOnAlpine311(t *testing.T) {
+	shared := sharedDir(t)
+	ld, err := LoadPath(context.Background(), filepath.Join(shared, "vulndata/alpine/v3.11"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := NewMemory(ld.Sources["Alpine"])
+	b, err := os.ReadFile(filepath.Join(shared, "images/alpine.expected/apk-installed-3.11.13-x86_64.tsv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := &scan.Inventory{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		c := strings.Split(line, "\t")
+		if len(c) < 4 {
+			continue
+		}
+		inv.Packages = append(inv.Packages, scan.Package{Ecosystem: "Alpine:v3.11", Name: c[0], Version: c[1], SourceName: c[3], Kind: scan.KindOS})
+	}
+	fs, err := Match(context.Background(), inv, mem)
+	if err != nil || len(fs) != 0 {
+		t.Fatalf("alpine 3.11.13 against its 2020 secdb: %d findings (%v), want none: %+v", len(fs), err, fs)
+	}
+	old := &scan.Inventory{Packages: []scan.Package{{Ecosystem: "Alpine:v3.11", Name: "libssl1.1", Version: "1.1.1d-r2", SourceName: "openssl", Kind: scan.KindOS}}}
+	fs, _ = Match(context.Background(), old, mem)
+	ids := map[string]bool{}
+	for _, f := range fs {
+		ids[f.VulnerabilityID] = true
+	}
+	if !ids["CVE-2019-1551"] {
+		t.Errorf("openssl 1.1.1d-r2 (libssl1.1): CVE-2019-1551 (fixed 1.1.1d-r3) not reported: %v", ids)
+	}
+}
