@@ -82,3 +82,34 @@ func BenchmarkQueueThroughput(b *testing.B) {
 		b.Fatalf("scanned %d of %d", sc.Total(), b.N)
 	}
 }
+
+// BenchmarkObservePull is the lifecycle's share of a pull of a covered image
+// (the proxy calls Observe before sending the manifest body).
+func BenchmarkObservePull(b *testing.B) {
+	ctx := context.Background()
+	db, err := index.Open(b.TempDir(), index.Options{Logger: zerolog.Nop()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	recs := newFakeRecords()
+	svc := New(Options{DB: db, Logger: zerolog.Nop(), Clock: &fakeClock{t: t0}, Records: recs, Scanner: newFakeScanner()})
+	d := digest.FromString("pulled")
+	ev := index.Event{Kind: index.EventPush, Repository: "bench/app", Digest: d, At: t0}
+	if err := recs.Record(ctx, ev); err != nil {
+		b.Fatal(err)
+	}
+	if err := svc.Observe(ctx, ev); err != nil {
+		b.Fatal(err)
+	}
+	if err := svc.Drain(ctx); err != nil {
+		b.Fatal(err)
+	}
+	ev.Kind = index.EventPull
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := svc.Observe(ctx, ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
