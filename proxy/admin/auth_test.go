@@ -15,7 +15,10 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/opencontainers/go-digest"
 	"github.com/rs/zerolog"
+
+	"github.com/tollgate-registry/tollgate/scan"
 )
 
 // signed builds a request to path with body, signed by the SDK's own SigV4
@@ -216,5 +219,58 @@ func TestInUseHandler(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/inuse", strings.NewReader(`{}`)))
 	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "want reports") {
 		t.Fatalf("invalid: %d %s", rec.Code, rec.Body.String())
+	}
+}
+
+type storeForImage struct{ *fakeStore }
+
+func (s storeForImage) ForImage(ctx context.Context, d digest.Digest) ([]scan.Finding, error) {
+	var out []scan.Finding
+	err := s.Each(ctx, func(f scan.Finding) error {
+		if f.Image == d {
+			out = append(out, f)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func TestSuppressedCounts(t *testing.T) {
+	s := newFakeStore()
+	seed(s)
+	api := testAPI(t, s)
+	ctx := context.Background()
+	sc := SuppressedCounts{API: api, Findings: storeForImage{s}}
+	counts := func() map[scan.Severity]int {
+		c, err := sc.Counts(ctx, dgst(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if c := counts(); c[scan.SeverityCritical] != 1 || c[scan.SeverityHigh] != 1 {
+		t.Fatalf("no rules: %v", c)
+	}
+	create := func(name, criteria string) string {
+		out, err := api.createFilter(ctx, []byte(`{"name":"`+name+`","action":"SUPPRESS","filterCriteria":`+criteria+`}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.(map[string]string)["arn"]
+	}
+	// Suppressed in "app" only: image 1 also lives in "mirror/app", so it still counts.
+	create("app-only", `{"vulnerabilityId":[{"comparison":"EQUALS","value":"CVE-2024-0001"}],"ecrImageRepositoryName":[{"comparison":"EQUALS","value":"app"}]}`)
+	if c := counts(); c[scan.SeverityCritical] != 1 {
+		t.Fatalf("suppressed in one of two repositories: %v", c)
+	}
+	arn := create("everywhere", `{"vulnerabilityId":[{"comparison":"EQUALS","value":"CVE-2024-0001"}]}`)
+	if c := counts(); c[scan.SeverityCritical] != 0 || c[scan.SeverityHigh] != 1 {
+		t.Fatalf("suppressed everywhere: %v", c)
+	}
+	if _, err := api.deleteFilter(ctx, []byte(`{"arn":"`+arn+`"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if c := counts(); c[scan.SeverityCritical] != 1 {
+		t.Fatalf("after the rule went: %v", c)
 	}
 }
