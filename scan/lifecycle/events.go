@@ -154,6 +154,17 @@ func (s *Service) setStatus(ctx context.Context, st *imageState, code string, re
 
 // schedule marks st pending with reason and enqueues a job with triggers.
 func (s *Service) schedule(ctx context.Context, st *imageState, reason scan.Reason, triggers ...string) error {
+	if reason == "" {
+		// Keep the status while the job waits, unless an archive, delete or
+		// expiry made it INACTIVE: the worker would then drop the job.
+		cov, err := s.coverage(ctx, st.Digest)
+		if err != nil {
+			return err
+		}
+		if cov != nil && deactivated(cov) {
+			reason = scan.ReasonPendingRevivalScan
+		}
+	}
 	if reason != "" {
 		if err := s.setStatus(ctx, st, index.StatusActive, reason, ""); err != nil {
 			return err

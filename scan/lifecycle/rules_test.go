@@ -426,3 +426,20 @@ func TestSweepRepairsAMissedRestore(t *testing.T) {
 	assert.Equal(t, activeOK, h.status(d))
 	assert.Equal(t, 2, h.scanner.Calls(d))
 }
+
+func TestManualScanOfAnExpiredImage(t *testing.T) {
+	h := newHarness(t, nil)
+	d := dg("img")
+	h.push("app", d)
+	h.drain()
+	h.clock.Advance(20 * day)
+	h.sweep()
+	require.Equal(t, expired, h.status(d))
+	require.NoError(t, h.svc.RequestScan(h.ctx, "app", d))
+	assert.Equal(t, pendingRev, h.status(d))
+	h.drain()
+	assert.Equal(t, 2, h.scanner.Calls(d), "a manual request scans whatever the eligibility")
+	assert.Equal(t, activeOK, h.status(d))
+	h.sweep()
+	assert.Equal(t, expired, h.status(d), "still outside its windows: the sweep expires it again")
+}
