@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -218,5 +217,3 @@ func imageID(ref string) (repo string, id map[string]string, err error) {
 	}
 	return repo, map[string]string{"imageTag": tag}, nil
 }
-
-var errUsage = errors.New("usage")

@@ -207,13 +207,11 @@ func newFindingsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cmp, val := "EQUALS", args[0]
-			if !strings.HasPrefix(val, "arn:") {
-				cmp, val = "PREFIX", "" // match the id as an ARN suffix below
-			}
+			// A full ARN is a findingArn filter; a bare id (the ARN's last
+			// element, as `findings list` shows it) is looked for page by page.
 			crit := map[string]any{}
-			if cmp == "EQUALS" {
-				crit["findingArn"] = stringFilters("EQUALS", val)
+			if strings.HasPrefix(args[0], "arn:") {
+				crit["findingArn"] = stringFilters("EQUALS", args[0])
 			}
 			in := map[string]any{"filterCriteria": crit, "maxResults": 100}
 			for {
