@@ -145,7 +145,7 @@ func writeScan(w, errw io.Writer, format string, rep scanReport) error {
 		if format == "spdx" {
 			return sbom.WriteSPDX(w, img.Inventory, opts)
 		}
-		return sbom.WriteCycloneDX(w, img.Inventory, opts)
+		return sbom.WriteCycloneDXFindings(w, img.Inventory, img.Findings, opts)
 	}
 	for i, im := range rep.Images {
 		if i > 0 {
