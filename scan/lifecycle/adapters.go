@@ -149,3 +149,33 @@ func (p PipelineScanner) fetchErr(err error) error {
 	}
 	return &ScanError{Reason: scan.ReasonInternalError, Err: err}
 }
+
+// PackageImages finds the images holding a package (index.PkgIndex).
+type PackageImages interface {
+	ImagesFor(ctx context.Context, ecosystem, name string) ([]digest.Digest, error)
+}
+
+// OnAdvisoryDeltas queues rescans for the images the advisory deltas of an
+// import concern (index.UpdateResult.Delta; found through the package index),
+// under the eligibility rules of OnAdvisoryDelta, and returns how many were
+// queued. Run the index.Updater without its own Rematcher and call this with
+// its results' deltas.
+func (s *Service) OnAdvisoryDeltas(ctx context.Context, pkgs PackageImages, deltas ...index.AdvisoryDelta) (int, error) {
+	seen := map[digest.Digest]bool{}
+	var images []digest.Digest
+	for _, d := range deltas {
+		for _, k := range d.Packages {
+			ds, err := pkgs.ImagesFor(ctx, k.Ecosystem, k.Name)
+			if err != nil {
+				return 0, fmt.Errorf("lifecycle: images for %s: %w", k, err)
+			}
+			for _, img := range ds {
+				if !seen[img] {
+					seen[img] = true
+					images = append(images, img)
+				}
+			}
+		}
+	}
+	return s.OnAdvisoryDelta(ctx, images)
+}

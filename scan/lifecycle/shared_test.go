@@ -134,24 +134,16 @@ func TestSharedAlpineThroughRealStores(t *testing.T) {
 	up := &index.Updater{Store: advs}
 	rs, _, err := up.Import(ctx, filepath.Join(shared, "vulndata", "alpine", "v3.11", "main.yaml"), true)
 	require.NoError(t, err)
-	concerned := map[digest.Digest]bool{}
+	var deltas []index.AdvisoryDelta
 	for _, r := range rs {
-		for _, k := range r.Delta.Packages {
-			ds, err := pix.ImagesFor(ctx, k.Ecosystem, k.Name)
-			require.NoError(t, err)
-			for _, d := range ds {
-				concerned[d] = true
-			}
-		}
+		deltas = append(deltas, r.Delta)
 	}
-	require.Equal(t, map[digest.Digest]bool{old: true}, concerned, "only the 3.11 image has packages the delta names")
-	var list []digest.Digest
-	for d := range concerned {
-		list = append(list, d)
-	}
-	n, err := svc.OnAdvisoryDelta(ctx, list)
+	n, err := svc.OnAdvisoryDeltas(ctx, pix, deltas...)
 	require.NoError(t, err)
-	assert.Equal(t, 1, n)
+	assert.Equal(t, 1, n, "only the 3.11 image has packages the delta names")
+	j, err := svc.Queue().Get(ctx, old.String())
+	require.NoError(t, err)
+	assert.Equal(t, []string{TriggerDelta}, j.Triggers)
 	require.NoError(t, svc.Drain(ctx))
 
 	got, err = svc.Coverage(ctx, old)
@@ -167,17 +159,13 @@ func TestSharedAlpineThroughRealStores(t *testing.T) {
 	 "ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"1.1.24-r4"}]}]}]}`), 0o600))
 	rs, _, err = up.Import(ctx, osv, true)
 	require.NoError(t, err)
-	list = list[:0]
+	deltas = deltas[:0]
 	for _, r := range rs {
-		for _, k := range r.Delta.Packages {
-			ds, err := pix.ImagesFor(ctx, k.Ecosystem, k.Name)
-			require.NoError(t, err)
-			list = append(list, ds...)
-		}
+		deltas = append(deltas, r.Delta)
 	}
-	require.Equal(t, []digest.Digest{old}, list)
-	_, err = svc.OnAdvisoryDelta(ctx, list)
+	n, err = svc.OnAdvisoryDeltas(ctx, pix, deltas...)
 	require.NoError(t, err)
+	assert.Equal(t, 1, n)
 	require.NoError(t, svc.Drain(ctx))
 	fs, err := fstore.ForImage(ctx, old)
 	require.NoError(t, err)
