@@ -277,3 +277,24 @@ func TestParseRejects(t *testing.T) {
 		}
 	}
 }
+
+func TestMatcherReuseAcrossImages(t *testing.T) {
+	key := PackageKey{Ecosystem: "npm", Name: "lodash"}
+	advs := []Advisory{{ID: "GHSA-1", Aliases: []string{"CVE-1"}, Affected: []Affected{{Package: AffectedPackage{Ecosystem: "npm", Name: "lodash"},
+		Ranges: []Range{{Type: RangeSemver, Events: []Event{{Introduced: "0"}, {Fixed: "4.17.21"}}}}}}}}
+	m := NewMatcher(key, advs)
+	p1 := scan.Package{Ecosystem: "npm", Name: "lodash", Version: "4.17.15", Path: "a"}
+	p2 := scan.Package{Ecosystem: "npm", Name: "lodash", Version: "4.17.15", Path: "b"}
+	f1 := m.Match("sha256:01", &p1, p1.Version)
+	f1[0].FixedVersions[0] = "mutated"
+	f2 := m.Match("sha256:02", &p2, p2.Version)
+	if len(f1) != 1 || len(f2) != 1 {
+		t.Fatalf("%d %d findings", len(f1), len(f2))
+	}
+	if f2[0].Image != "sha256:02" || f2[0].Package.Path != "b" || f2[0].ID == f1[0].ID || f2[0].FixedVersions[0] != "4.17.21" {
+		t.Errorf("matcher leaks state between images: %+v", f2[0])
+	}
+	if got := m.Match("sha256:03", &p1, "4.17.21"); len(got) != 0 {
+		t.Errorf("fixed version matched: %+v", got)
+	}
+}
