@@ -369,3 +369,84 @@ func TestRecordFailureIsFailOpen(t *testing.T) {
 	}
 	h.openDB() // for cleanup symmetry
 }
+
+// TestSha512PassesThroughToUpstream: distribution cannot store sha512, but
+// an upstream that can gets sha512 references and bodies untouched, and
+// the push is recorded under its sha512 digest.
+func TestSha512PassesThroughToUpstream(t *testing.T) {
+	manifest := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha512:` +
+		strings.Repeat("ab", 64) + `","size":2},"layers":[]}`)
+	d := digest.SHA512.FromBytes(manifest)
+	var mu sync.Mutex
+	var gotPath string
+	var gotBody []byte
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		gotPath = r.URL.Path
+		gotBody, _ = io.ReadAll(r.Body)
+		w.Header().Set("Docker-Content-Digest", d.String())
+		w.WriteHeader(http.StatusCreated)
+	}))
+	defer up.Close()
+	h := newHarness(t, func(p *Proxy) { p.Upstream, p.Transport = mustURL(up.URL), nil })
+	resp := h.do("PUT", "/v2/big/manifests/"+d.String(), manifest, map[string]string{"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+	resp.Body.Close()
+	if resp.StatusCode != 201 {
+		t.Fatalf("PUT: %d", resp.StatusCode)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if gotPath != "/v2/big/manifests/"+d.String() || string(gotBody) != string(manifest) {
+		t.Fatalf("upstream got %s %q", gotPath, gotBody)
+	}
+	if rec, err := h.records.Get(context.Background(), d); err != nil || rec.Repo("big") == nil {
+		t.Fatalf("sha512 push not recorded: %+v %v", rec, err)
+	}
+	// A wrong sha512 is refused before it goes anywhere.
+	bad := digest.NewDigestFromEncoded(digest.SHA512, strings.Repeat("0", 128))
+	resp = h.do("PUT", "/v2/big/manifests/"+bad.String(), manifest, map[string]string{"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+	if code, _ := ociErr(t, resp); code != CodeDigestInvalid {
+		t.Fatalf("bad sha512: %s", code)
+	}
+}
+
+func mustURL(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return u
+}
+
+func TestUpstreamReferrersFirst(t *testing.T) {
+	subject := digest.FromString("subject")
+	native := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"x","digest":"` + digest.FromString("n").String() + `","size":1}]}`
+	for _, c := range []struct {
+		name     string
+		status   int
+		wantBody bool // the upstream's own answer passes through
+	}{{"supported", 200, true}, {"unsupported", 404, false}} {
+		t.Run(c.name, func(t *testing.T) {
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if !strings.Contains(r.URL.Path, "/referrers/") {
+					w.WriteHeader(500)
+					return
+				}
+				w.Header().Set("Content-Type", "application/vnd.oci.image.index.v1+json")
+				w.WriteHeader(c.status)
+				if c.status == 200 {
+					_, _ = w.Write([]byte(native))
+				}
+			}))
+			defer up.Close()
+			h := newHarness(t, func(p *Proxy) { p.Upstream, p.Transport, p.UpstreamReferrers = mustURL(up.URL), nil, true })
+			resp := h.do("GET", "/v2/app/referrers/"+subject.String(), nil, nil)
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || (string(b) == native) != c.wantBody {
+				t.Fatalf("%d %s", resp.StatusCode, b)
+			}
+		})
+	}
+}

@@ -69,8 +69,8 @@ type errorEntry struct {
 
 // WriteError writes err as the OCI error envelope
 // {"errors":[{"code","message","detail"}]}: an *Error as given, a
-// *DeniedError as 403 DENIED, anything else as 500 UNKNOWN-free
-// UNAVAILABLE. HEAD requests get the status without a body, as the spec
+// *DeniedError as 403 DENIED, anything else as 500 UNAVAILABLE. HEAD
+// requests get the status and headers without a body, as the spec
 // requires. It is the one place the proxy's own error bodies come from.
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	var oe *Error

@@ -18,6 +18,7 @@ import (
 	"context"
 	_ "crypto/sha256" // digest algorithms for go-digest
 	_ "crypto/sha512"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -98,9 +99,13 @@ type Proxy struct {
 
 	Records   Recorder       // nil: nothing recorded, no archive check
 	Referrers ReferrerLister // nil: referrers requests go upstream
-	Teer      scan.Teer      // nil: no tee
-	Gate      Gate           // nil: everything is served
-	Observers []Observer
+	// UpstreamReferrers asks the upstream's referrers API first and answers
+	// from Referrers only when the upstream lacks it (404/405): for
+	// upstreams that may hold referrers pushed around the proxy.
+	UpstreamReferrers bool
+	Teer              scan.Teer // nil: no tee
+	Gate              Gate      // nil: everything is served
+	Observers         []Observer
 
 	Logger zerolog.Logger
 	// Now is the clock for event times (default time.Now).
@@ -483,7 +488,7 @@ func (p *Proxy) copyBody(dst io.Writer, src io.Reader, sink scan.BlobSink) (int6
 	}
 }
 
-func errorsIsDeadline(err error) bool { return err == context.DeadlineExceeded }
+func errorsIsDeadline(err error) bool { return errors.Is(err, context.DeadlineExceeded) }
 
 // contentLength parses a Content-Length header value (-1 if absent/bad).
 func contentLength(h http.Header) int64 {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"strconv"
 
@@ -15,10 +16,31 @@ import (
 // in the repository whose subject is <digest>, filtered by the
 // artifactType query parameter (then OCI-Filters-Applied: artifactType).
 // Without a ReferrerLister, and in mirror mode, the request goes upstream.
+// With UpstreamReferrers, the upstream is asked first and the index only
+// answers when the upstream lacks the API (404 or 405).
 func (p *Proxy) referrers(w http.ResponseWriter, r *http.Request, rt route, up upstream) {
 	if p.Referrers == nil || up.mirror {
 		p.forward(w, r, rt, up)
 		return
+	}
+	if p.UpstreamReferrers {
+		out, err := p.outRequest(r.Context(), r, rt, up, nil, 0)
+		if err != nil {
+			WriteError(w, r, errorf(http.StatusBadRequest, CodeUnsupported, "bad request: %v", err))
+			return
+		}
+		resp, err := p.roundTrip(up, out)
+		if err != nil {
+			p.writeRoundTripError(w, r, err)
+			return
+		}
+		if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed {
+			defer resp.Body.Close()
+			p.relay(w, r, up, resp, nil)
+			return
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		_ = resp.Body.Close()
 	}
 	d, ok := rt.refDigest()
 	if !ok || d.Validate() != nil {

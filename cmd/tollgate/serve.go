@@ -184,6 +184,7 @@ func wireCore(ctx context.Context, s *server) error {
 		if p.Upstream, err = url.Parse(cfg.Upstream.URL); err != nil {
 			return fmt.Errorf("serve: upstream: %w", err)
 		}
+		p.UpstreamReferrers = true // it may hold referrers pushed around the proxy
 		s.log.Info().Str("upstream", p.Upstream.String()).Msg("proxying an upstream registry")
 	default:
 		reg, err := embedded.Start(ctx, embedded.Options{Dir: filepath.Join(cfg.DataDir, "registry"), Logger: s.log})
