@@ -194,7 +194,7 @@ func TestScanJSONAndOCIArchive(t *testing.T) {
 	f.Close()
 	var rep struct {
 		Images []struct {
-			Platform struct{ Architecture string } `json:"platform"`
+			Platform struct{ Architecture string }  `json:"platform"`
 			OS       struct{ ID, VersionID string } `json:"os"`
 			Packages []struct{ Name, Ecosystem, SourceName string }
 		} `json:"images"`
