@@ -39,6 +39,10 @@ type Updater struct {
 	TempDir    string
 	// Progress, if set, returns a progress callback for one ecosystem's download.
 	Progress func(ecosystem string) func(read, total int64)
+	// OnUpdate, if set, gets every Run round's results (with their deltas),
+	// failed rounds included: e.g. lifecycle's OnAdvisoryDeltas, when the
+	// Updater runs without its own Rematcher.
+	OnUpdate func(ctx context.Context, rs []UpdateResult)
 	Log      zerolog.Logger
 }
 
@@ -172,6 +176,9 @@ func (u *Updater) Run(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		rs, err := u.Update(ctx)
+		if u.OnUpdate != nil && len(rs) > 0 {
+			u.OnUpdate(ctx, rs)
+		}
 		if err == nil {
 			n := 0
 			for _, r := range rs {

@@ -126,3 +126,17 @@ func TestUpdaterImportPath(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"GO-2099-0001"}, rs[0].Delta.Removed)
 }
+
+func TestUpdaterRunCallsOnUpdate(t *testing.T) {
+	body := zipOf(t, map[string]string{"GO-2099-0001.json": osvGo1})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(body) }))
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan []UpdateResult, 1)
+	u := &Updater{Store: NewAdvisoryStore(openTestDB(t), zerolog.Nop()), BaseURL: srv.URL, Ecosystems: []string{"Go"}, TempDir: t.TempDir(), Log: zerolog.Nop(),
+		OnUpdate: func(_ context.Context, rs []UpdateResult) { got <- rs; cancel() }}
+	err := u.Run(ctx)
+	require.ErrorIs(t, err, context.Canceled)
+	rs := <-got
+	require.Equal(t, []string{"GO-2099-0001"}, rs[0].Delta.Added)
+}
