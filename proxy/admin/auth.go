@@ -99,6 +99,10 @@ func (a *Auth) Check(r *http.Request) error {
 	return fmt.Errorf("%w: no credentials", errUnauthenticated)
 }
 
+// maxSignedBody bounds the body read to check a SigV4 payload hash (the
+// largest admin request is an in-use payload, at most 16 MiB).
+const maxSignedBody = maxInUseBytes
+
 // sigV4Auth is the parsed Authorization header.
 type sigV4Auth struct {
 	keyID, date, region, service string
@@ -171,9 +175,12 @@ func (a *Auth) checkSigV4(r *http.Request, h string) error {
 		return fmt.Errorf("%w: host and x-amz-date must be signed", errUnauthenticated)
 	}
 	// The payload: read, hash, restore.
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBytes+1))
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxSignedBody+1))
 	if err != nil {
 		return fmt.Errorf("%w: reading body: %v", errUnauthenticated, err)
+	}
+	if len(body) > maxSignedBody {
+		return fmt.Errorf("%w: signed body larger than %d bytes", errUnauthenticated, maxSignedBody)
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	sum := sha256.Sum256(body)
