@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -31,6 +32,11 @@ const pfxRepoImage = "rpi/"
 type Records struct {
 	db   *DB
 	opts RecordsOptions
+	// mu serialises this store's write transactions: concurrent pulls of
+	// one image touch the same key and would otherwise conflict (Badger's
+	// optimistic transactions); a record transaction is a few keys, so one
+	// writer at a time costs little.
+	mu sync.Mutex
 }
 
 // RecordsOptions configures NewRecords; the zero value works.
@@ -79,8 +85,11 @@ func tagHistKey(repo, tag string, at time.Time) []byte {
 // maxTxnRetries bounds retries of a transaction that lost a conflict.
 const maxTxnRetries = 8
 
-// update runs fn in a read-write transaction, retrying on conflicts.
+// update runs fn in a read-write transaction, one at a time, retrying on
+// conflicts with writers outside this store.
 func (r *Records) update(ctx context.Context, fn func(txn *badger.Txn) error) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	var err error
 	for range maxTxnRetries {
 		if e := ctx.Err(); e != nil {

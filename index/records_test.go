@@ -304,3 +304,29 @@ func TestReferrersFromRecords(t *testing.T) {
 		t.Fatalf("after delete: %+v", left)
 	}
 }
+
+// TestRecordsConcurrentPullsAllCount: concurrent pulls of one image (a
+// fleet starting) conflict in Badger; every one must still be counted.
+func TestRecordsConcurrentPullsAllCount(t *testing.T) {
+	db := openRecordsDB(t, t.TempDir())
+	defer db.Close()
+	r := NewRecords(db, RecordsOptions{})
+	ctx := context.Background()
+	if err := r.Record(ctx, Event{Kind: EventPush, Repository: "app", Digest: recDg("hot"), Tag: "v1"}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 64
+	errs := make(chan error, n)
+	for range n {
+		go func() { errs <- r.Record(ctx, Event{Kind: EventPull, Repository: "app", Digest: recDg("hot"), Tag: "v1"}) }()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec, _ := r.Get(ctx, recDg("hot"))
+	if got := rec.Repo("app").PullCount; got != n {
+		t.Fatalf("pullCount %d, want %d", got, n)
+	}
+}

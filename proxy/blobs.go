@@ -129,8 +129,9 @@ func (p *Proxy) upload(w http.ResponseWriter, r *http.Request, rt route, up upst
 	session := rt.ref
 	var offset int64
 	hasBody := r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody
-	if r.Method == http.MethodGet || r.Method == http.MethodDelete {
-		hasBody = false
+	if r.Method == http.MethodGet || r.Method == http.MethodDelete ||
+		(r.Method == http.MethodPost && !r.URL.Query().Has("digest")) {
+		hasBody = false // only a monolithic POST (?digest=) carries the blob
 	}
 	switch {
 	case r.Method == http.MethodPost && hasBody:
