@@ -318,7 +318,9 @@ func TestRecordsConcurrentPullsAllCount(t *testing.T) {
 	const n = 64
 	errs := make(chan error, n)
 	for range n {
-		go func() { errs <- r.Record(ctx, Event{Kind: EventPull, Repository: "app", Digest: recDg("hot"), Tag: "v1"}) }()
+		go func() {
+			errs <- r.Record(ctx, Event{Kind: EventPull, Repository: "app", Digest: recDg("hot"), Tag: "v1"})
+		}()
 	}
 	for range n {
 		if err := <-errs; err != nil {
