@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -56,11 +57,12 @@ func main() {
 	out := flag.String("out", "bench/results", "results directory")
 	scenario := flag.String("scenario", "", "internal: run one scenario in this process")
 	n := flag.Int("n", 0, "internal: image count")
+	profile := flag.String("cpuprofile", "", "write a CPU profile of the re-match phases to this file (with -scenario)")
 	flag.Parse()
 	ctx := context.Background()
 
 	if *scenario != "" {
-		m, err := run(ctx, *scenario, *shared, *n)
+		m, err := run(ctx, *scenario, *shared, *n, *profile)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
@@ -132,7 +134,7 @@ func render(rs []result) string {
 	return b.String()
 }
 
-func run(ctx context.Context, scenario, shared string, n int) (map[string]string, error) {
+func run(ctx context.Context, scenario, shared string, n int, profile string) (map[string]string, error) {
 	dir, err := os.MkdirTemp("", "tollgate-bench-")
 	if err != nil {
 		return nil, err
@@ -184,12 +186,12 @@ func run(ctx context.Context, scenario, shared string, n int) (map[string]string
 		m["findings"] = strconv.Itoa(len(fs))
 		return m, nil
 	case "rematch-delta":
-		return rematch(ctx, db, adv, n, m)
+		return rematch(ctx, db, adv, n, m, profile)
 	}
 	return nil, fmt.Errorf("unknown scenario %q", scenario)
 }
 
-func rematch(ctx context.Context, db *index.DB, adv *index.AdvisoryStore, n int, m map[string]string) (map[string]string, error) {
+func rematch(ctx context.Context, db *index.DB, adv *index.AdvisoryStore, n int, m map[string]string, profile string) (map[string]string, error) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	pix := index.NewPkgIndex(db)
 	t0 := time.Now()
@@ -233,6 +235,17 @@ func rematch(ctx context.Context, db *index.DB, adv *index.AdvisoryStore, n int,
 		return nil, err
 	}
 	rm := &index.Rematcher{Advisories: adv, Packages: pix, Findings: index.NewFindingStore(db), Log: zerolog.Nop()}
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	t0 = time.Now()
 	d, err := adv.Import(ctx, "npm", next, index.ImportOptions{})
 	if err != nil {
