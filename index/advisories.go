@@ -99,7 +99,16 @@ type AdvisoryStore struct {
 	db  *DB
 	log zerolog.Logger
 	mu  sync.Mutex // one import at a time
+
+	// cache holds decoded advisories by "<generation>/<id>" (a generation
+	// never changes, so entries never go stale), at most cacheMax; it is
+	// emptied when full.
+	cacheMu sync.Mutex
+	cache   map[string]match.Advisory
 }
+
+// cacheMax bounds the decoded-advisory cache (entries).
+const cacheMax = 8192
 
 // NewAdvisoryStore returns the advisory store of db.
 func NewAdvisoryStore(db *DB, log zerolog.Logger) *AdvisoryStore {
@@ -117,7 +126,8 @@ func advPrefix(gen, eco, name string) []byte {
 
 // ForPackage returns the live advisories filed under (ecosystem, name),
 // withdrawn ones included (Match skips them). One prefix scan per source
-// carrying the base ecosystem (normally one).
+// carrying the base ecosystem (normally one). Decoded advisories are cached
+// and shared: callers must not modify them.
 func (s *AdvisoryStore) ForPackage(ctx context.Context, ecosystem, name string) ([]match.Advisory, error) {
 	var out []match.Advisory
 	err := s.db.bdb.View(func(txn *badger.Txn) error {
@@ -140,10 +150,16 @@ func (s *AdvisoryStore) ForPackage(ctx context.Context, ecosystem, name string) 
 				return err
 			}
 			for _, id := range ids {
+				ck := src.Generation + "/" + id
+				if a, ok := s.cached(ck); ok {
+					out = append(out, a)
+					continue
+				}
 				var a match.Advisory
 				if err := getJSON(txn, key(pfxAdvBody, src.Generation, id), &a); err != nil {
 					return err
 				}
+				s.remember(ck, a)
 				out = append(out, a)
 			}
 		}
@@ -153,6 +169,22 @@ func (s *AdvisoryStore) ForPackage(ctx context.Context, ecosystem, name string) 
 		return nil, fmt.Errorf("index: advisories for %s/%s: %w", ecosystem, name, err)
 	}
 	return out, nil
+}
+
+func (s *AdvisoryStore) cached(k string) (match.Advisory, bool) {
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	a, ok := s.cache[k]
+	return a, ok
+}
+
+func (s *AdvisoryStore) remember(k string, a match.Advisory) {
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	if s.cache == nil || len(s.cache) >= cacheMax {
+		s.cache = make(map[string]match.Advisory, 1024)
+	}
+	s.cache[k] = a
 }
 
 // Sources lists every imported source's metadata, sorted by name.
