@@ -187,6 +187,8 @@ type Service struct {
 	settings *index.Settings
 	inuse    *index.InUse
 
+	sweepMu sync.Mutex // one sweep at a time
+
 	wakeMu sync.Mutex
 	wakeCh chan struct{} // closed and replaced to wake every idle worker
 	sweepC chan struct{} // buffered(1): ask Run for a sweep now

@@ -39,17 +39,21 @@ func (s *Service) Sweep(ctx context.Context) (SweepStats, error) {
 	if err != nil {
 		return stats, err
 	}
+	s.sweepMu.Lock()
+	defer s.sweepMu.Unlock()
 	now := s.now()
+	// The queue is read before the coverage: a job created in between shows
+	// as "pending without a job" and its re-enqueue coalesces with it.
+	queued := map[digest.Digest]bool{}
+	if err := s.queue.Each(ctx, func(j *index.Job) error { queued[j.Image] = true; return nil }); err != nil {
+		return stats, fmt.Errorf("lifecycle: sweep: %w", err)
+	}
 	covs, err := s.covs.All(ctx)
 	if err != nil {
 		return stats, fmt.Errorf("lifecycle: sweep: %w", err)
 	}
 	use, err := s.inuse.AllStats(ctx, now)
 	if err != nil {
-		return stats, fmt.Errorf("lifecycle: sweep: %w", err)
-	}
-	queued := map[digest.Digest]bool{}
-	if err := s.queue.Each(ctx, func(j *index.Job) error { queued[j.Image] = true; return nil }); err != nil {
 		return stats, fmt.Errorf("lifecycle: sweep: %w", err)
 	}
 	seen := make(map[digest.Digest]bool, len(covs))

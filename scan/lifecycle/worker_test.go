@@ -177,16 +177,18 @@ func TestRunWorksQueueAndSweepsOnConfigChange(t *testing.T) {
 		o.IdlePoll = 10 * time.Millisecond
 		o.OnSweep = func(s SweepStats, _ error) { sweeps <- s }
 	})
+	scanned := make(chan struct{}, 1)
+	h.scanner.onScan = func(context.Context, ScanRequest) error { scanned <- struct{}{}; return nil }
 	ctx, cancel := context.WithCancel(h.ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = h.svc.Run(ctx) }()
 	<-sweeps // the start-up sweep
-	scanned := make(chan struct{}, 1)
-	h.scanner.onScan = func(context.Context, ScanRequest) error { scanned <- struct{}{}; return nil }
 	d := dg("run")
 	h.push("app", d)
 	<-scanned
+	// The worker records the outcome and acks after the scanner returns.
+	require.Eventually(t, func() bool { return h.status(d) == activeOK && !h.queued(d) }, time.Minute, time.Millisecond)
 	h.clock.Advance(20 * day)
 	require.NoError(t, h.svc.UpdateEcrConfiguration(h.ctx, EcrConfiguration{RescanDuration: "DAYS_14"}))
 	st := <-sweeps
