@@ -171,15 +171,32 @@ func (p *Proxy) upload(w http.ResponseWriter, r *http.Request, rt route, up upst
 		p.writeRoundTripError(w, r, err)
 		return
 	}
-	// Relay first: a registry may answer (an error) before reading the
-	// body, and an in-process one only returns, closing the body, once its
-	// answer is read. Then the body is closed (the sink has ended) and the
-	// session's state and the Teer are updated.
+	defer resp.Body.Close()
+	// The session's state and the Teer are updated once the request body
+	// is closed (its sink ended). An empty answer (201, 202, 204) is relayed
+	// after that, so UploadDone precedes the client's next request (the
+	// manifest PUT); an answer with a body (an error) is relayed first,
+	// since an in-process registry only returns, closing the body, once its
+	// answer has been read.
+	finish := func() {
+		if body != nil {
+			body.wait()
+		}
+		p.uploadState(ctx, r, resp, repo, session, offset, body, hasBody)
+	}
+	if resp.ContentLength == 0 {
+		finish()
+		p.relay(w, r, up, resp, nil)
+		return
+	}
 	p.relay(w, r, up, resp, nil)
 	_ = resp.Body.Close()
-	if body != nil {
-		body.wait()
-	}
+	finish()
+}
+
+// uploadState records what an upload answer means for the session: the
+// accepted offset, or its end (Teer.UploadDone).
+func (p *Proxy) uploadState(ctx context.Context, r *http.Request, resp *http.Response, repo, session string, offset int64, body *teeBody, hasBody bool) {
 	switch {
 	case resp.StatusCode == http.StatusCreated && (r.Method == http.MethodPut || r.Method == http.MethodPost):
 		d := digest.Digest(resp.Header.Get("Docker-Content-Digest"))

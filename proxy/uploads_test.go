@@ -68,12 +68,13 @@ func TestStreamedUploadTeeOffsetsAndCancel(t *testing.T) {
 	if resp.StatusCode != 201 || resp.Header.Get("Docker-Content-Digest") != d.String() {
 		t.Fatalf("PUT: %d %s", resp.StatusCode, resp.Header.Get("Docker-Content-Digest"))
 	}
-	done := h.teer.waitDone("up/stream/" + session)
+	// UploadDone precedes the 201 (the client's manifest PUT comes after).
 	h.teer.mu.Lock()
 	pieces := h.teer.uploads["up/stream/"+session]
+	done, ok := h.teer.done["up/stream/"+session]
 	h.teer.mu.Unlock()
-	if done != d {
-		t.Fatalf("UploadDone(%q) called with %q, want %s", session, done, d)
+	if !ok || done != d {
+		t.Fatalf("UploadDone(%q) = %q, %v before the 201; want %s", session, done, ok, d)
 	}
 	if len(pieces) != 2 || pieces[0] == nil || pieces[1<<20] == nil {
 		t.Fatalf("tee pieces at offsets %v, want 0 and %d", keys(pieces), 1<<20)
@@ -96,8 +97,11 @@ func TestStreamedUploadTeeOffsetsAndCancel(t *testing.T) {
 		t.Fatalf("cancel: %d", resp.StatusCode)
 	}
 	session2 := strings.Split(loc[strings.LastIndex(strings.Split(loc, "?")[0], "/")+1:], "?")[0]
-	if d2 := h.teer.waitDone("up/stream/" + session2); d2 != "" {
-		t.Fatalf("cancel: UploadDone(%q) = %q", session2, d2)
+	h.teer.mu.Lock()
+	d2, ok := h.teer.done["up/stream/"+session2]
+	h.teer.mu.Unlock()
+	if !ok || d2 != "" {
+		t.Fatalf("cancel: UploadDone(%q) = %q, %v before the 204", session2, d2, ok)
 	}
 
 	// Pull it back with a Range request: partial content, no pull tee.
