@@ -5,6 +5,7 @@ package index
 //	img/<manifest-digest>                         image record            (records.go)
 //	tag/<repo>/<tag>                              → manifest digest        (records.go)
 //	tgh/<repo>/<tag>/<unix-nano>                  tag history             (records.go)
+//	rpi/<repo>@<manifest-digest>                  repository → image      (records.go)
 //	ref/<subject-digest>/<digest>                 referrer descriptor     (referrers.go)
 //	lay/<layer-digest>/<analyzers-version>        layer inventory         (inventory.go)
 //	inv/<manifest-digest>                         merged image inventory  (inventory.go)
