@@ -38,6 +38,9 @@ func AccessLog(log zerolog.Logger, next http.Handler) http.Handler {
 			ev = ev.Str("digest", d.String())
 		} else if t := rt.tag(); t != "" && rt.kind == routeManifest {
 			ev = ev.Str("tag", t)
+			if d := w.Header().Get("Docker-Content-Digest"); d != "" {
+				ev = ev.Str("digest", d) // what the tag resolved to
+			}
 		}
 		ev.Str("remote", r.RemoteAddr).Msg("request")
 	})

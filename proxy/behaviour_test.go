@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
+	"github.com/rs/zerolog"
 
 	"github.com/tollgate-registry/tollgate/index"
 )
@@ -449,4 +450,49 @@ func TestUpstreamReferrersFirst(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestAccessLogLine(t *testing.T) {
+	var buf syncWriter
+	h := newHarness(t, nil)
+	d := imgDigest(t, pushRandom(t, h.host, "logged/app", "v1"))
+	srv := httptest.NewServer(AccessLog(zerolog.New(&buf), h.proxy))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/v2/logged/app/manifests/v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	var line struct {
+		Method, Repo, Digest, Tag, Op string
+		Status                        int
+		Bytes                         int64
+		Duration                      float64
+	}
+	if err := json.Unmarshal(buf.bytes(), &line); err != nil {
+		t.Fatalf("%v: %s", err, buf.bytes())
+	}
+	if line.Op != "access" || line.Method != "GET" || line.Repo != "logged/app" || line.Tag != "v1" ||
+		line.Digest != d.String() || line.Status != 200 || line.Bytes != n || line.Duration <= 0 {
+		t.Fatalf("access line %+v", line)
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b = append(s.b, p...)
+	return len(p), nil
+}
+
+func (s *syncWriter) bytes() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]byte(nil), s.b...)
 }
