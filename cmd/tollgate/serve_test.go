@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"regexp"
 	"sync"
@@ -160,5 +161,40 @@ func TestServeFlagsOverrideConfig(t *testing.T) {
 	err := root.ExecuteContext(context.Background())
 	if err == nil || !regexp.MustCompile(`upstream\.url "ftp://nope"`).MatchString(err.Error()) {
 		t.Fatalf("a bad --upstream must fail validation, got %v", err)
+	}
+}
+
+// TestServeShutdownAbortsStalledTransfers: a download whose client stops
+// reading does not hold the process past server.shutdownTimeout.
+func TestServeShutdownAbortsStalledTransfers(t *testing.T) {
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.Server.Listen = "127.0.0.1:0"
+	cfg.Server.AdminListen = ""
+	cfg.Server.ShutdownTimeout = 300 * time.Millisecond
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runServe(ctx, cfg, zerolog.New(logs)) }()
+	addr := logs.waitLog(t, done, "registry listening")
+
+	layer, _ := random.Layer(64<<20, "application/vnd.oci.image.layer.v1.tar")
+	repo, _ := name.NewRepository(addr+"/stall/app", name.Insecure)
+	if err := remote.WriteLayer(repo, layer); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := layer.Digest()
+	resp, err := http.Get("http://" + addr + "/v2/stall/app/blobs/" + d.String())
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	// The client reads nothing more: the transfer stalls on a full socket.
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if _, err := io.Copy(io.Discard, resp.Body); err == nil {
+		t.Fatal("the stalled download completed instead of being aborted")
 	}
 }
