@@ -88,6 +88,7 @@ func (s *FindingStore) ReplaceMany(ctx context.Context, reqs []ReplaceRequest, n
 		// an iterator per image.
 		io := badger.DefaultIteratorOptions
 		io.Prefix = []byte(pfxFinding)
+		io.PrefetchValues = false // a seek would prefetch the next images' findings
 		it := txn.NewIterator(io)
 		defer it.Close()
 		for i := range reqs {

@@ -112,7 +112,8 @@ func (x *PkgIndex) ImagesFor(ctx context.Context, ecosystem, name string) ([]dig
 func (x *PkgIndex) Instances(ctx context.Context, k match.PackageKey, fn func(image digest.Digest, pkgs []scan.Package) error) error {
 	p := pixPrefix(k)
 	return x.db.bdb.View(func(txn *badger.Txn) error {
-		return scanPrefix(txn, p, false, func(it *badger.Item) error {
+		// Values are small and read in order: lazy reads beat prefetch goroutines.
+		return scanPrefix(txn, p, true, func(it *badger.Item) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
