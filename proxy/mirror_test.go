@@ -252,3 +252,26 @@ func TestMirrorRepoMapping(t *testing.T) {
 		t.Error("ftp:// accepted")
 	}
 }
+
+// TestMirrorUpstreamRefusal: when the upstream refuses even the mirror's
+// token (private repository), the client gets 401 UNAUTHORIZED without
+// the upstream's challenge, which it could not answer through the mirror.
+func TestMirrorUpstreamRefusal(t *testing.T) {
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/token" {
+			_ = json.NewEncoder(w).Encode(map[string]string{"token": "useless"})
+			return
+		}
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="%s/token",service="test"`, srv.URL))
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	defer srv.Close()
+	p := &Proxy{Upstream: mustURL(srv.URL), Mirror: &Mirror{}}
+	rec := httptest.NewRecorder()
+	p.ServeHTTP(rec, httptest.NewRequest("GET", "/v2/private/app/manifests/v1", nil))
+	if rec.Code != http.StatusUnauthorized || rec.Header().Get("WWW-Authenticate") != "" ||
+		!strings.Contains(rec.Body.String(), `"UNAUTHORIZED"`) || !strings.Contains(rec.Body.String(), "private/app") {
+		t.Fatalf("%d %v %s", rec.Code, rec.Header(), rec.Body)
+	}
+}

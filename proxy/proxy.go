@@ -438,6 +438,17 @@ func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, up upstream, resp 
 		WriteError(w, r, upstreamStatusError(up.name, resp.StatusCode))
 		return 0, false
 	}
+	if up.mirror && resp.StatusCode == http.StatusUnauthorized {
+		// The mirror authenticated itself; its client cannot answer the
+		// upstream's challenge through it, so the challenge is not passed on.
+		if sink != nil {
+			sink.Done(false)
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		WriteError(w, r, errorf(http.StatusUnauthorized, CodeUnauthorized,
+			"upstream registry %s refused the mirror access to %s (a private repository, or none by that name)", up.name, up.repo))
+		return 0, false
+	}
 	p.copyHeaders(w, r, up, resp)
 	w.WriteHeader(resp.StatusCode)
 	if r.Method == http.MethodHead {
