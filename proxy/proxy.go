@@ -85,6 +85,9 @@ type Proxy struct {
 	// Upstream is the base URL of the registry (scheme and host; a path
 	// prefix is kept). Nil answers every request with 502.
 	Upstream *url.URL
+	// UpstreamName names the upstream in error messages (default: its
+	// host), e.g. "embedded registry".
+	UpstreamName string
 	// Transport carries requests upstream. Nil means a clone of
 	// http.DefaultTransport with ResponseHeaderTimeout set to Timeout.
 	Transport http.RoundTripper
@@ -187,6 +190,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	up := upstream{base: p.Upstream, rt: p.transport, name: p.Upstream.Host, repo: rt.repo, passAuth: true}
+	if p.UpstreamName != "" {
+		up.name = p.UpstreamName
+	}
 	p.serve(w, r, rt, up)
 }
 

@@ -195,6 +195,7 @@ func wireCore(ctx context.Context, s *server) error {
 		s.closers = append(s.closers, reg.Close)
 		p.Upstream = reg.URL()
 		p.Transport = reg.Transport() // in-process; the loopback listener stays for direct access
+		p.UpstreamName = "embedded registry"
 	}
 	s.proxy = p
 	s.admin = admin.New(admin.Options{Logger: s.log, DB: db, Records: s.records, Ready: s.ready})
