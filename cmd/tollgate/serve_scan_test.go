@@ -1,0 +1,486 @@
+package main
+
+import (
+	"archive/tar"
+	"archive/zip"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/inspector2"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/opencontainers/go-digest"
+	"github.com/rs/zerolog"
+
+	"github.com/tollgate-registry/tollgate/config"
+	"github.com/tollgate-registry/tollgate/index"
+	"github.com/tollgate-registry/tollgate/proxy/admin"
+	"github.com/tollgate-registry/tollgate/scan"
+	"github.com/tollgate-registry/tollgate/scan/lifecycle"
+)
+
+// countingFetcher counts the registry reads of the scan's fetcher by digest.
+type countingFetcher struct {
+	inner imageFetcher
+	mu    sync.Mutex
+	blobs map[digest.Digest]int
+}
+
+func (c *countingFetcher) Fetch(ctx context.Context, repo string, d digest.Digest) (io.ReadCloser, error) {
+	c.mu.Lock()
+	c.blobs[d]++
+	c.mu.Unlock()
+	return c.inner.Fetch(ctx, repo, d)
+}
+
+func (c *countingFetcher) FetchManifest(ctx context.Context, repo string, d digest.Digest) ([]byte, string, error) {
+	return c.inner.FetchManifest(ctx, repo, d)
+}
+
+func (c *countingFetcher) reads(d digest.Digest) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.blobs[d]
+}
+
+// scanEnv is `tollgate serve` wired in-process (wireCore + the components
+// in serve's order, background tasks running) with its listeners on
+// httptest servers.
+type scanEnv struct {
+	s        *server
+	reg, adm *httptest.Server
+	host     string // registry host:port for image references
+	parts    *scanParts
+	fetches  *countingFetcher
+	logs     *syncBuffer
+}
+
+func startScanEnv(t *testing.T, mut func(*config.Config)) *scanEnv {
+	t.Helper()
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.Admin.Token = "t0ken"
+	cfg.Scan.Workers = 4
+	cfg.DB.RefreshInterval = 0
+	if mut != nil {
+		mut(&cfg)
+	}
+	e := &scanEnv{logs: &syncBuffer{}}
+	s := &server{cfg: cfg, log: zerolog.New(e.logs)}
+	e.s = s
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		for i := len(s.closers) - 1; i >= 0; i-- {
+			_ = s.closers[i](context.Background())
+		}
+	})
+	if err := wireCore(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	hooks := scanHooks{
+		wrapFetcher: func(f imageFetcher) imageFetcher {
+			e.fetches = &countingFetcher{inner: f, blobs: map[digest.Digest]int{}}
+			return e.fetches
+		},
+		wired: func(p *scanParts) { e.parts = p },
+	}
+	wireScanHooked := func(ctx context.Context, s *server) error { return wireScanWith(ctx, s, hooks) }
+	for _, c := range []component{wireAdminAuth, wireMetrics, wireEvents, wireScanHooked, wirePolicy, wireAdminAPI} {
+		if err := c(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, task := range s.background {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = task(ctx)
+		}()
+	}
+	e.reg = httptest.NewServer(s.proxy)
+	t.Cleanup(e.reg.Close)
+	e.adm = httptest.NewServer(s.admin)
+	t.Cleanup(e.adm.Close)
+	e.host = strings.TrimPrefix(e.reg.URL, "http://")
+	return e
+}
+
+// apkImage builds a one-layer Alpine v3.18 image whose apk database lists
+// pkgs ("name version" pairs, origin = name).
+func apkImage(t *testing.T, pkgs ...string) (v1.Image, digest.Digest) {
+	t.Helper()
+	var db strings.Builder
+	for _, p := range pkgs {
+		n, v, _ := strings.Cut(p, " ")
+		fmt.Fprintf(&db, "P:%s\nV:%s\nA:x86_64\no:%s\n\n", n, v, n)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range []struct{ name, body string }{
+		{"etc/os-release", "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.18.4\nPRETTY_NAME=\"Alpine Linux v3.18\"\n"},
+		{"lib/apk/db/installed", db.String()},
+	} {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.body)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(f.body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	raw := buf.Bytes()
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(raw)), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	ld, err := layer.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img, digest.Digest(ld.String())
+}
+
+func (e *scanEnv) push(t *testing.T, repoTag string, img v1.Image) digest.Digest {
+	t.Helper()
+	ref, err := name.ParseReference(e.host+"/"+repoTag, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatalf("push %s: %v", repoTag, err)
+	}
+	d, _ := img.Digest()
+	return digest.Digest(d.String())
+}
+
+// eventually polls cond until it holds; the deadline only bounds a hang.
+func eventually(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still %s", what, state)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (e *scanEnv) coverage(t *testing.T, d digest.Digest) lifecycle.CoveredImage {
+	t.Helper()
+	cs, err := e.s.lifecycle.Coverage(context.Background(), d)
+	if err != nil || len(cs) != 1 {
+		return lifecycle.CoveredImage{Reason: scan.Reason(fmt.Sprintf("coverage: %d entries, %v", len(cs), err))}
+	}
+	return cs[0]
+}
+
+// scanned waits until d's coverage is ACTIVE / SUCCESSFUL with lastScannedAt
+// after since, and returns it.
+func (e *scanEnv) scanned(t *testing.T, d digest.Digest, since time.Time) lifecycle.CoveredImage {
+	t.Helper()
+	var c lifecycle.CoveredImage
+	eventually(t, "scan of "+d.String(), func() (bool, string) {
+		c = e.coverage(t, d)
+		ok := c.StatusCode == "ACTIVE" && c.Reason == scan.ReasonSuccessful && c.LastScannedAt != nil && c.LastScannedAt.After(since)
+		return ok, fmt.Sprintf("%s/%s %s lastScannedAt=%v", c.StatusCode, c.Reason, c.Message, c.LastScannedAt)
+	})
+	return c
+}
+
+func (e *scanEnv) findings(t *testing.T, d digest.Digest) []scan.Finding {
+	t.Helper()
+	fs, err := index.NewFindingStore(e.s.db).ForImage(context.Background(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
+func osvAdvisory(modified, summary string) string {
+	return `{"schema_version":"1.6.0","id":"TEST-2026-0101","modified":"` + modified + `","aliases":["CVE-2026-0101"],
+	 "summary":"` + summary + `","affected":[{"package":{"ecosystem":"Alpine:v3.18","name":"musl"},
+	 "ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"1.2.4-r2"}]}]}]}`
+}
+
+// dbImport posts paths to the admin API's POST /v1/db/import.
+func (e *scanEnv) dbImport(t *testing.T, paths ...string) admin.DBImportResponse {
+	t.Helper()
+	body, _ := json.Marshal(admin.DBImportRequest{Paths: paths})
+	req, _ := http.NewRequest(http.MethodPost, e.adm.URL+"/v1/db/import", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer t0ken")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /v1/db/import: %d %s", resp.StatusCode, b)
+	}
+	var out admin.DBImportResponse
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func hasFinding(fs []scan.Finding, vuln string, st scan.FindingStatus) bool {
+	for _, f := range fs {
+		if f.VulnerabilityID == vuln && f.Status == st {
+			return true
+		}
+	}
+	return false
+}
+
+// TestServeScanEndToEnd: with serve's wiring, the background advisory
+// refresh imports a feed, a push through the proxy is scanned from the
+// layers the tee analysed (no registry read of the layer, no pull
+// recorded), a pull does not re-read the layer, an imported delta rescans
+// only the affected image, and archiving closes the findings and makes
+// the image unpullable.
+func TestServeScanEndToEnd(t *testing.T) {
+	// An osv.dev-layout feed: Alpine/all.zip holds the advisory, the rest 404.
+	var zb bytes.Buffer
+	zw := zip.NewWriter(&zb)
+	w, _ := zw.Create("TEST-2026-0101.json")
+	_, _ = w.Write([]byte(osvAdvisory("2026-01-01T00:00:00Z", "musl test advisory")))
+	_ = zw.Close()
+	feed := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/Alpine/all.zip" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write(zb.Bytes())
+	}))
+	defer feed.Close()
+	e := startScanEnv(t, func(c *config.Config) {
+		c.DB.BaseURL = feed.URL
+		c.DB.Ecosystems = []string{"Alpine", "Go"} // Go 404s: a failed source only logs
+		c.DB.RefreshInterval = time.Hour
+	})
+	ctx := context.Background()
+	t0 := time.Now().Add(-time.Second)
+
+	imgA, layerA := apkImage(t, "musl 1.2.4-r1", "busybox 1.36.1-r2")
+	imgB, _ := apkImage(t, "zlib 1.2.13-r1")
+	dA := e.push(t, "team/alpine:a", imgA)
+	dB := e.push(t, "team/alpine:b", imgB)
+
+	// The refresh may land before or after the first scan: either way the
+	// finding appears (a delta rescans an indexed image).
+	eventually(t, "finding from the refreshed feed", func() (bool, string) {
+		fs := e.findings(t, dA)
+		return hasFinding(fs, "CVE-2026-0101", scan.FindingActive), fmt.Sprintf("%+v", fs)
+	})
+	covA := e.scanned(t, dA, t0)
+	covB := e.scanned(t, dB, t0)
+	if fs := e.findings(t, dB); len(fs) != 0 {
+		t.Fatalf("image without musl has findings: %+v", fs)
+	}
+	if covA.ScanFrequency != "CONTINUOUS_SCAN" || covA.Repository != "team/alpine" || covA.Platform.String() != "linux/amd64" {
+		t.Fatalf("coverage %+v", covA)
+	}
+	if n := e.fetches.reads(layerA); n != 0 {
+		t.Fatalf("the layer the tee analysed was read %d times from the registry", n)
+	}
+	rec, err := e.s.records.Image(ctx, dA)
+	if err != nil || rec.Repo("team/alpine").PullCount != 0 {
+		t.Fatalf("the scan's registry reads were recorded as pulls: %+v %v", rec, err)
+	}
+
+	// The admin API lists the finding (Inspector's ListFindings).
+	ic := inspector2.New(inspector2.Options{BaseEndpoint: aws.String(e.adm.URL), Region: "us-east-1",
+		HTTPClient: &http.Client{Transport: tokenTransport{tok: "t0ken"}}, RetryMaxAttempts: 1, Credentials: aws.AnonymousCredentials{}})
+	lf, err := ic.ListFindings(ctx, &inspector2.ListFindingsInput{})
+	if err != nil || len(lf.Findings) != 1 || aws.ToString(lf.Findings[0].PackageVulnerabilityDetails.VulnerabilityId) != "CVE-2026-0101" {
+		t.Fatalf("ListFindings: %+v %v", lf, err)
+	}
+
+	// A pull through the proxy: served, recorded, and the layer not re-read
+	// (the tee knows it; the image is already scanned).
+	ref, _ := name.ParseReference(e.host+"/team/alpine:a", name.Insecure)
+	pulled, err := remote.Image(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls, _ := pulled.Layers()
+	rc, err := ls[0].Compressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, rc)
+	rc.Close()
+	if n := e.fetches.reads(layerA); n != 0 {
+		t.Fatalf("layer read %d times from the registry after a pull", n)
+	}
+	if rec, _ := e.s.records.Image(ctx, dA); rec.Repo("team/alpine").PullCount != 1 {
+		t.Fatalf("pull count %d, want 1", rec.Repo("team/alpine").PullCount)
+	}
+
+	// A delta (new modified) through the admin endpoint: only A is rescanned.
+	covA = e.coverage(t, dA)
+	delta := filepath.Join(t.TempDir(), "TEST-2026-0101.json")
+	if err := os.WriteFile(delta, []byte(osvAdvisory("2026-02-01T00:00:00Z", "musl test advisory, revised")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res := e.dbImport(t, delta)
+	if len(res.Results) != 1 || len(res.Results[0].Delta.Changed) != 1 {
+		t.Fatalf("import results %+v", res.Results)
+	}
+	e.scanned(t, dA, *covA.LastScannedAt)
+	eventually(t, "queue drained", func() (bool, string) {
+		n, err := e.s.lifecycle.Queue().Len(ctx)
+		return err == nil && n == 0, fmt.Sprintf("%d jobs %v", n, err)
+	})
+	if got := e.coverage(t, dB); !got.LastScannedAt.Equal(*covB.LastScannedAt) {
+		t.Fatalf("image B rescanned by a delta that does not concern it: %v → %v", covB.LastScannedAt, got.LastScannedAt)
+	}
+	if n := e.fetches.reads(layerA); n != 0 {
+		t.Fatalf("the rescan read the layer %d times", n)
+	}
+
+	// Archive through the lifecycle: unpullable, findings closed.
+	if err := e.s.lifecycle.Archive(ctx, "team/alpine", dA); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(e.reg.URL + "/v2/team/alpine/manifests/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound || !bytes.Contains(body, []byte("MANIFEST_UNKNOWN")) {
+		t.Fatalf("archived manifest GET: %d %s", resp.StatusCode, body)
+	}
+	fs := e.findings(t, dA)
+	if len(fs) == 0 || !hasFinding(fs, "CVE-2026-0101", scan.FindingClosed) || hasFinding(fs, "CVE-2026-0101", scan.FindingActive) {
+		t.Fatalf("findings after archive: %+v", fs)
+	}
+	if c := e.coverage(t, dA); c.StatusCode != "INACTIVE" || c.Reason != scan.ReasonImageArchived {
+		t.Fatalf("coverage after archive: %+v", c)
+	}
+}
+
+// TestServeScanTeeDetached: when the tee detaches every blob (a one-byte
+// buffer), the image is still scanned, its layer read from the registry.
+func TestServeScanTeeDetached(t *testing.T) {
+	e := startScanEnv(t, func(c *config.Config) { c.Scan.TeeBufferBytes = 1 })
+	dir := t.TempDir()
+	adv := filepath.Join(dir, "TEST-2026-0101.json")
+	if err := os.WriteFile(adv, []byte(osvAdvisory("2026-01-01T00:00:00Z", "musl")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.dbImport(t, adv)
+	img, layer := apkImage(t, "musl 1.2.4-r1")
+	d := e.push(t, "detached/alpine:1", img)
+	e.scanned(t, d, time.Time{})
+	if !hasFinding(e.findings(t, d), "CVE-2026-0101", scan.FindingActive) {
+		t.Fatalf("findings %+v", e.findings(t, d))
+	}
+	if n := e.fetches.reads(layer); n != 1 {
+		t.Fatalf("detached layer read %d times from the registry, want 1", n)
+	}
+}
+
+// TestServeScanDisabled: scan.enabled false wires no tee and no lifecycle,
+// and pushes work.
+func TestServeScanDisabled(t *testing.T) {
+	f := false
+	e := startScanEnv(t, func(c *config.Config) { c.Scan.Enabled = &f })
+	if e.s.proxy.Teer != nil || e.s.lifecycle != nil || e.s.imageScanner != nil {
+		t.Fatal("scanning wired while disabled")
+	}
+	img, _ := apkImage(t, "musl 1.2.4-r1")
+	e.push(t, "off/alpine:1", img)
+}
+
+// TestServeComponentsOrder: wireScan runs before the components that read
+// s.imageScanner and s.lifecycle.
+func TestServeComponentsOrder(t *testing.T) {
+	pos := map[uintptr]int{}
+	for i, c := range components() {
+		pos[reflect.ValueOf(c).Pointer()] = i + 1
+	}
+	scanAt := pos[reflect.ValueOf(component(wireScan)).Pointer()]
+	if scanAt == 0 || scanAt > pos[reflect.ValueOf(component(wirePolicy)).Pointer()] ||
+		scanAt > pos[reflect.ValueOf(component(wireAdminAPI)).Pointer()] || scanAt < pos[reflect.ValueOf(component(wireEvents)).Pointer()] {
+		t.Fatalf("component order: %v", pos)
+	}
+}
+
+// TestScanFetcherAccessDenied: an upstream that refuses gives an error the
+// scanner maps to ACCESS_DENIED.
+func TestScanFetcherAccessDenied(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = w.Write([]byte(`{"errors":[{"code":"DENIED","message":"no"}]}`))
+	}))
+	defer up.Close()
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.Upstream.URL = up.URL
+	cfg.Upstream.Username, cfg.Upstream.Password = "u", "p"
+	s := &server{cfg: cfg, log: zerolog.Nop()}
+	defer func() {
+		for i := len(s.closers) - 1; i >= 0; i-- {
+			_ = s.closers[i](context.Background())
+		}
+	}()
+	if err := wireCore(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	f, err := s.newImageFetcher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := digest.FromString("x")
+	_, _, err = f.FetchManifest(context.Background(), "team/app", d)
+	if err == nil || !accessDenied(err) {
+		t.Fatalf("manifest: %v (access denied: %v)", err, accessDenied(err))
+	}
+	_, err = f.Fetch(context.Background(), "team/app", d)
+	if err == nil || !accessDenied(err) {
+		t.Fatalf("blob: %v", err)
+	}
+}
