@@ -67,7 +67,7 @@ type component func(ctx context.Context, s *server) error
 // components lists the optional parts wired after the core, in order. Add
 // yours here; each lives in its own file.
 func components() []component {
-	return []component{wireAdminAuth, wireMetrics, wireEvents, wirePolicy, wireAdminAPI}
+	return []component{wireAdminAuth, wireMetrics, wireEvents, wireScan, wirePolicy, wireAdminAPI}
 }
 
 func newServeCmd(g *globals) *cobra.Command {
