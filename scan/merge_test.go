@@ -1,6 +1,7 @@
 package scan_test
 
 import (
+	"archive/tar"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -110,6 +111,20 @@ func TestMerge(t *testing.T) {
 				t.Error("Merge modified its input")
 			}
 		})
+	}
+}
+
+func TestWalkLinkSupersedesForMerge(t *testing.T) {
+	lower, err := walk(t, mkTar(t, entry{name: "app/node_modules/x/package.json", body: `{"name":"x","version":"1.0.0"}`}), scan.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	upper, err := walk(t, mkTar(t, entry{name: "app/node_modules/x/package.json", typ: tar.TypeSymlink}), scan.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inv := scan.Merge([]*scan.LayerInventory{lower, upper}); len(inv.Packages) != 0 {
+		t.Errorf("package file replaced by a symlink still listed: %+v", inv.Packages)
 	}
 }
 

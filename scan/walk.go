@@ -256,9 +256,18 @@ func (w *walker) entry(ctx context.Context, hdr *tar.Header, tr io.Reader) error
 	// Analyzers see a copy with the normalised name (no I/O in Wants).
 	h := *hdr
 	h.Name = name
+	// A link at a path where a package file would be wanted still replaces
+	// that file for the merge: ask as if it were a regular file, then record
+	// the path without reading.
+	q := &h
+	if h.Typeflag == tar.TypeSymlink || h.Typeflag == tar.TypeLink {
+		rq := h
+		rq.Typeflag = tar.TypeReg
+		q = &rq
+	}
 	var wanters []Analyzer
 	for _, a := range w.as {
-		if safeWants(a, &h) {
+		if safeWants(a, q) {
 			wanters = append(wanters, a)
 		}
 	}
