@@ -165,8 +165,6 @@ func run(ctx context.Context, scenario, shared string, n int, profile string) (m
 		m["advisories total"] = strconv.Itoa(total)
 		m["files skipped"] = strconv.Itoa(len(ld.Skipped))
 		if scenario == "import" {
-			lsm, vlog := db.Size()
-			m["badger size (lsm+vlog)"] = mib(lsm + vlog)
 			m["on-disk (du)"] = mib(duBytes(dir))
 			return m, nil
 		}
