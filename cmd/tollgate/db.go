@@ -131,14 +131,18 @@ func newDBCmd(g *globals) *cobra.Command {
 	update.Flags().StringVar(&baseURL, "base-url", "", "feed base URL (default db.baseURL; a mirror for air-gapped sites)")
 
 	var merge bool
+	var importAdmin clientFlags // --admin-url: import through a running server (db_import_remote.go)
 	imp := &cobra.Command{
 		Use:   "import PATH...",
 		Short: "Import advisories from directories, zip archives or single OSV JSON/YAML or Alpine secdb files",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if importAdmin.adminURL != "" {
+				return dbImportRemote(cmd.Context(), g, importAdmin, args, merge, results)
+			}
 			db, u, _, err := open(cmd)
 			if err != nil {
-				return err
+				return lockedHint(err)
 			}
 			defer db.Close()
 			var all []index.UpdateResult
@@ -156,6 +160,8 @@ func newDBCmd(g *globals) *cobra.Command {
 		},
 	}
 	imp.Flags().BoolVar(&merge, "merge", false, "keep advisories of the sources that PATH does not name (default for single files)")
+	imp.Flags().StringVar(&importAdmin.adminURL, "admin-url", "", "import through a running server's admin API (POST /v1/db/import; the server reads the paths) instead of opening --data-dir, which a running server locks")
+	imp.Flags().StringVar(&importAdmin.token, "token", "", "admin token with --admin-url (default env TOLLGATE_ADMIN_TOKEN, else <data-dir>/admin-token)")
 
 	status := &cobra.Command{
 		Use:   "status",

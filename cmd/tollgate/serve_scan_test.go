@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,7 +21,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/inspector2"
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -410,7 +413,15 @@ func TestServeScanTeeDetached(t *testing.T) {
 	if err := os.WriteFile(adv, []byte(osvAdvisory("2026-01-01T00:00:00Z", "musl")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e.dbImport(t, adv)
+	// `tollgate db import` against the running server's data directory
+	// fails on Badger's directory lock; --admin-url imports through it.
+	if _, err := runClient(t, "db", "import", "--data-dir", e.s.cfg.DataDir, adv); err == nil || !strings.Contains(err.Error(), "--admin-url") {
+		t.Fatalf("local import while serving: %v", err)
+	}
+	out, err := runClient(t, "db", "import", "--admin-url", e.adm.URL, "--token", "t0ken", "--format", "json", adv)
+	if err != nil || !strings.Contains(out, `"source": "Alpine"`) {
+		t.Fatalf("db import --admin-url: %v\n%s", err, out)
+	}
 	img, layer := apkImage(t, "musl 1.2.4-r1")
 	d := e.push(t, "detached/alpine:1", img)
 	e.scanned(t, d, time.Time{})
@@ -482,5 +493,48 @@ func TestScanFetcherAccessDenied(t *testing.T) {
 	_, err = f.Fetch(context.Background(), "team/app", d)
 	if err == nil || !accessDenied(err) {
 		t.Fatalf("blob: %v", err)
+	}
+}
+
+// TestServeScanMirrorUpstreamAuth: in mirror mode the first pull of an
+// image scans it, the fetcher reading the upstream with the configured
+// credentials (the upstream refuses anonymous reads).
+func TestServeScanMirrorUpstreamAuth(t *testing.T) {
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "puller" || p != "s3cret" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="upstream"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	defer up.Close()
+	img, _ := apkImage(t, "musl 1.2.4-r1")
+	upRef, _ := name.ParseReference(strings.TrimPrefix(up.URL, "http://")+"/team/alpine:a", name.Insecure)
+	if err := remote.Write(upRef, img, remote.WithAuth(&authn.Basic{Username: "puller", Password: "s3cret"})); err != nil {
+		t.Fatal(err)
+	}
+	e := startScanEnv(t, func(c *config.Config) {
+		c.Upstream.URL, c.Upstream.Mirror = up.URL, true
+		c.Upstream.Username, c.Upstream.Password = "puller", "s3cret"
+	})
+	adv := filepath.Join(t.TempDir(), "TEST-2026-0101.json")
+	if err := os.WriteFile(adv, []byte(osvAdvisory("2026-01-01T00:00:00Z", "musl")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.dbImport(t, adv)
+	ref, _ := name.ParseReference(e.host+"/team/alpine:a", name.Insecure)
+	desc, err := remote.Get(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := digest.Digest(desc.Digest.String())
+	e.scanned(t, d, time.Time{})
+	if !hasFinding(e.findings(t, d), "CVE-2026-0101", scan.FindingActive) {
+		t.Fatalf("findings %+v", e.findings(t, d))
+	}
+	if rec, err := e.s.records.Image(context.Background(), d); err != nil || rec.Repo("team/alpine").PullCount != 1 {
+		t.Fatalf("record %+v %v: the scan's reads must not count as pulls", rec, err)
 	}
 }
