@@ -75,8 +75,9 @@ type server struct {
 	registry string // http://host:port of the embedded registry
 }
 
-func startServer(bin, dir string) (*server, error) {
-	cmd := exec.Command(bin, "serve", "--data-dir", dir, "--listen", "127.0.0.1:0", "--admin-listen", "", "--log-level", "info")
+func startServer(bin, dir string, extra ...string) (*server, error) {
+	args := append([]string{"serve", "--data-dir", dir, "--listen", "127.0.0.1:0", "--admin-listen", "", "--log-level", "info"}, extra...)
+	cmd := exec.Command(bin, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -221,8 +222,19 @@ func median(ds []time.Duration) time.Duration {
 
 func mibps(size int64, d time.Duration) float64 { return float64(size) / (1 << 20) / d.Seconds() }
 
+// result is one configuration's medians.
+type result struct {
+	name                       string
+	pushD, pushP, pullD, pullP []time.Duration
+	rss                        int64
+}
+
+func (r result) ratios(size int64) (push, pull float64) {
+	return mibps(size, median(r.pushP)) / mibps(size, median(r.pushD)),
+		mibps(size, median(r.pullP)) / mibps(size, median(r.pullD))
+}
+
 func run(bin string, size int64, rounds int, out string) error {
-	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "tollgate-proxy-bench-")
 	if err != nil {
 		return err
@@ -236,61 +248,25 @@ func run(bin string, size int64, rounds int, out string) error {
 	}
 	dgst := "sha256:" + hex.EncodeToString(h.Sum(nil))
 
-	s, err := startServer(bin, filepath.Join(dir, "data"))
-	if err != nil {
+	noScan := filepath.Join(dir, "noscan.yaml")
+	if err := os.WriteFile(noScan, []byte("scan:\n  enabled: false\n"), 0o644); err != nil {
 		return err
 	}
-	defer func() {
-		_ = s.cmd.Process.Signal(syscall.SIGTERM)
-		_ = s.cmd.Wait()
-	}()
-
-	var pushD, pushP, pullD, pullP []time.Duration
-	step := func(name string, d *[]time.Duration, f func() (time.Duration, error)) error {
-		t, err := f()
+	var results []result
+	for i, c := range []struct {
+		name string
+		args []string
+	}{
+		{"proxy alone (scan.enabled: false)", []string{"--config", noScan}},
+		{"default config (tee + analysis on)", nil},
+	} {
+		fmt.Fprintf(os.Stderr, "== %s\n", c.name)
+		res, err := measure(bin, filepath.Join(dir, fmt.Sprint("data", i)), c.args, dgst, size, rounds)
 		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
+			return fmt.Errorf("%s: %w", c.name, err)
 		}
-		*d = append(*d, t)
-		fmt.Fprintf(os.Stderr, "  %-12s %6.2fs %8.1f MiB/s\n", name, t.Seconds(), mibps(size, t))
-		return nil
-	}
-	for i := range rounds {
-		fmt.Fprintf(os.Stderr, "round %d\n", i+1)
-		direct := func() error {
-			if err := step("push direct", &pushD, func() (time.Duration, error) {
-				return push(ctx, s.registry, fmt.Sprintf("bench/direct%d", i), dgst, size)
-			}); err != nil {
-				return err
-			}
-			return step("pull direct", &pullD, func() (time.Duration, error) {
-				return pull(ctx, s.registry, fmt.Sprintf("bench/direct%d", i), dgst, size)
-			})
-		}
-		proxied := func() error {
-			if err := step("push proxy", &pushP, func() (time.Duration, error) {
-				return push(ctx, s.proxy, fmt.Sprintf("bench/proxy%d", i), dgst, size)
-			}); err != nil {
-				return err
-			}
-			return step("pull proxy", &pullP, func() (time.Duration, error) {
-				return pull(ctx, s.proxy, fmt.Sprintf("bench/proxy%d", i), dgst, size)
-			})
-		}
-		first, second := direct, proxied
-		if i%2 == 1 {
-			first, second = proxied, direct
-		}
-		if err := first(); err != nil {
-			return err
-		}
-		if err := second(); err != nil {
-			return err
-		}
-	}
-	rss, err := peakRSS(s.cmd.Process.Pid)
-	if err != nil {
-		return err
+		res.name = c.name
+		results = append(results, res)
 	}
 
 	var b strings.Builder
@@ -303,17 +279,19 @@ func run(bin string, size int64, rounds int, out string) error {
 	}
 	fmt.Fprintf(&b, "layer:   %d bytes random (ChaCha8), %s\n", size, dgst)
 	fmt.Fprintf(&b, "method:  %d rounds, alternating order; push = POST + one chunked PATCH + PUT; pull = GET to EOF; medians\n", rounds)
-	fmt.Fprintf(&b, "         direct = tollgate's embedded registry on its loopback port; proxy = tollgate's :5000 handler in front of it\n\n")
-	fmt.Fprintf(&b, "%-6s %14s %14s %8s\n", "", "direct MiB/s", "proxy MiB/s", "ratio")
-	pr := mibps(size, median(pushP)) / mibps(size, median(pushD))
-	lr := mibps(size, median(pullP)) / mibps(size, median(pullD))
-	fmt.Fprintf(&b, "%-6s %14.1f %14.1f %8.3f\n", "push", mibps(size, median(pushD)), mibps(size, median(pushP)), pr)
-	fmt.Fprintf(&b, "%-6s %14.1f %14.1f %8.3f\n", "pull", mibps(size, median(pullD)), mibps(size, median(pullP)), lr)
-	fmt.Fprintf(&b, "\npeak RSS of the tollgate process (proxy + embedded registry, VmHWM): %.1f MiB\n", float64(rss)/(1<<20))
-	fmt.Fprintf(&b, "goals: ratio >= 0.97 (push %s, pull %s); peak RSS < 150 MB (%s)\n",
-		verdict(pr >= 0.97), verdict(lr >= 0.97), verdict(rss < 150e6))
-	fmt.Fprintf(&b, "raw seconds: push direct %v proxy %v; pull direct %v proxy %v\n",
-		secs(pushD), secs(pushP), secs(pullD), secs(pullP))
+	fmt.Fprintf(&b, "         direct = tollgate's embedded registry on its loopback port; proxy = tollgate's registry listener in front of it\n")
+	for _, r := range results {
+		pr, lr := r.ratios(size)
+		fmt.Fprintf(&b, "\n%s\n", r.name)
+		fmt.Fprintf(&b, "%-6s %14s %14s %8s\n", "", "direct MiB/s", "proxy MiB/s", "ratio")
+		fmt.Fprintf(&b, "%-6s %14.1f %14.1f %8.3f\n", "push", mibps(size, median(r.pushD)), mibps(size, median(r.pushP)), pr)
+		fmt.Fprintf(&b, "%-6s %14.1f %14.1f %8.3f\n", "pull", mibps(size, median(r.pullD)), mibps(size, median(r.pullP)), lr)
+		fmt.Fprintf(&b, "peak RSS of the tollgate process (proxy + embedded registry, VmHWM): %.1f MiB\n", float64(r.rss)/(1<<20))
+		fmt.Fprintf(&b, "goals: ratio >= 0.97 (push %s, pull %s); peak RSS < 150 MB (%s)\n",
+			verdict(pr >= 0.97), verdict(lr >= 0.97), verdict(r.rss < 150e6))
+		fmt.Fprintf(&b, "raw seconds: push direct %v proxy %v; pull direct %v proxy %v\n",
+			secs(r.pushD), secs(r.pushP), secs(r.pullD), secs(r.pullP))
+	}
 	fmt.Print(b.String())
 	if out == "" {
 		out = filepath.Join("bench", "results", "proxy-"+time.Now().UTC().Format("2006-01-02")+".txt")
@@ -323,6 +301,58 @@ func run(bin string, size int64, rounds int, out string) error {
 	}
 	fmt.Fprintln(os.Stderr, "wrote", out)
 	return nil
+}
+
+// measure starts tollgate with args and runs the rounds against it.
+func measure(bin, dataDir string, args []string, dgst string, size int64, rounds int) (result, error) {
+	ctx := context.Background()
+	var res result
+	s, err := startServer(bin, dataDir, args...)
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		_ = s.cmd.Wait()
+	}()
+	step := func(name string, d *[]time.Duration, f func() (time.Duration, error)) error {
+		t, err := f()
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		*d = append(*d, t)
+		fmt.Fprintf(os.Stderr, "  %-12s %6.2fs %8.1f MiB/s\n", name, t.Seconds(), mibps(size, t))
+		return nil
+	}
+	for i := range rounds {
+		fmt.Fprintf(os.Stderr, "round %d\n", i+1)
+		direct := func() error {
+			repo := fmt.Sprintf("bench/direct%d", i)
+			if err := step("push direct", &res.pushD, func() (time.Duration, error) { return push(ctx, s.registry, repo, dgst, size) }); err != nil {
+				return err
+			}
+			return step("pull direct", &res.pullD, func() (time.Duration, error) { return pull(ctx, s.registry, repo, dgst, size) })
+		}
+		proxied := func() error {
+			repo := fmt.Sprintf("bench/proxy%d", i)
+			if err := step("push proxy", &res.pushP, func() (time.Duration, error) { return push(ctx, s.proxy, repo, dgst, size) }); err != nil {
+				return err
+			}
+			return step("pull proxy", &res.pullP, func() (time.Duration, error) { return pull(ctx, s.proxy, repo, dgst, size) })
+		}
+		first, second := direct, proxied
+		if i%2 == 1 {
+			first, second = proxied, direct
+		}
+		if err := first(); err != nil {
+			return res, err
+		}
+		if err := second(); err != nil {
+			return res, err
+		}
+	}
+	res.rss, err = peakRSS(s.cmd.Process.Pid)
+	return res, err
 }
 
 func verdict(ok bool) string {

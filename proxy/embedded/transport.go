@@ -18,12 +18,15 @@ import (
 // still speaks plain HTTP semantics to it: one code path for embedded and
 // upstream registries. Requests for other hosts fail.
 func (r *Registry) Transport() http.RoundTripper {
-	return &handlerTransport{h: r.app, host: r.url.Host}
+	t := &handlerTransport{h: r.app, host: r.url.Host}
+	t.bufs.New = func() any { b := make([]byte, 256<<10); return &b }
+	return t
 }
 
 type handlerTransport struct {
 	h    http.Handler
 	host string
+	bufs sync.Pool // ReadFrom's 256 KiB scratch buffers
 }
 
 func (t *handlerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -51,7 +54,7 @@ func (t *handlerTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	}
 
 	pr, pw := io.Pipe()
-	w := &pipeResponse{header: http.Header{}, pw: pw, head: req.Method == http.MethodHead, ready: make(chan struct{})}
+	w := &pipeResponse{header: http.Header{}, pw: pw, head: req.Method == http.MethodHead, ready: make(chan struct{}), bufs: &t.bufs}
 	go func() {
 		var perr error
 		defer func() {
@@ -108,6 +111,7 @@ type pipeResponse struct {
 	pw     *io.PipeWriter
 	once   sync.Once
 	ready  chan struct{}
+	bufs   *sync.Pool
 }
 
 func (w *pipeResponse) Header() http.Header { return w.header }
@@ -133,6 +137,35 @@ func (w *pipeResponse) Write(b []byte) (int, error) {
 		err = fmt.Errorf("embedded: proxy stopped reading: %w", err)
 	}
 	return n, err
+}
+
+// ReadFrom copies src into the pipe in large writes (http.ServeContent,
+// which serves blobs, uses it), so the proxy gets big reads instead of one
+// pipe handoff per 32 KiB.
+func (w *pipeResponse) ReadFrom(src io.Reader) (int64, error) {
+	w.WriteHeader(http.StatusOK)
+	if w.head {
+		return io.Copy(io.Discard, src)
+	}
+	bp := w.bufs.Get().(*[]byte)
+	defer w.bufs.Put(bp)
+	var n int64
+	for {
+		nr, rerr := io.ReadFull(src, *bp)
+		if nr > 0 {
+			nw, werr := w.Write((*bp)[:nr])
+			n += int64(nw)
+			if werr != nil {
+				return n, werr
+			}
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
 }
 
 // Flush is a no-op: every Write reaches the reader as it happens.
