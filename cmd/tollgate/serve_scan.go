@@ -46,6 +46,7 @@ type scanParts struct {
 	updater *index.Updater // without a Rematcher: deltas go to svc
 	pix     *index.PkgIndex
 	teer    *tee.Teer
+	waits   *teeWaits
 }
 
 // maxTeeWait bounds how long an image scan waits for the tee's analysis of
@@ -97,7 +98,7 @@ func wireScanWith(_ context.Context, s *server, h scanHooks) error {
 		Committed:   func(_ context.Context, _ string, li *scan.LayerInventory) { waits.finish(li.Digest) },
 		Logger:      s.log,
 	})
-	s.proxy.Teer = s.metrics.CountTee(trackedTeer{inner: t, waits: waits})
+	s.proxy.Teer = s.metrics.CountTee(newTrackedTeer(t, waits))
 	s.closers = append(s.closers, func(ctx context.Context) error {
 		done := make(chan struct{})
 		go func() { t.Wait(); close(done) }()
@@ -150,7 +151,7 @@ func wireScanWith(_ context.Context, s *server, h scanHooks) error {
 
 	// Advisories: refresh in the background (the first round does not delay
 	// startup; failures only log), every import's deltas to the lifecycle.
-	parts := &scanParts{svc: svc, pix: pix, teer: t}
+	parts := &scanParts{svc: svc, pix: pix, teer: t, waits: waits}
 	parts.updater = &index.Updater{
 		Store:      advs,
 		BaseURL:    cfg.DB.BaseURL,

@@ -61,6 +61,13 @@ func (w *teeWaits) finish(d digest.Digest) {
 	}
 }
 
+// len is the number of layers being waited for.
+func (w *teeWaits) len() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.pending)
+}
+
 // wait blocks while d is being analysed, at most max; it reports whether
 // it waited for an analysis that ended.
 func (w *teeWaits) wait(ctx context.Context, d digest.Digest, max time.Duration) bool {
@@ -81,30 +88,97 @@ func (w *teeWaits) wait(ctx context.Context, d digest.Digest, max time.Duration)
 	return false
 }
 
-// trackedTeer marks the blobs handed to the tee in teeWaits. It marks
-// before the inner call: UploadDone may report a deferred blob at once.
+// trackedTeer marks in teeWaits the blobs the tee will report on: those
+// whose first bytes look like a layer (scan.LooksLikeLayer, the tee's own
+// test; other blobs — configs, signatures — it drops without a callback).
+// It marks before the tee can report: at UploadDone (which may report a
+// detached blob at once) and before a pull sink's Done.
 type trackedTeer struct {
 	inner scan.Teer
 	waits *teeWaits
+
+	mu    sync.Mutex
+	heads map[string]*headSink // repo + "\x00" + session: the session's first bytes
 }
 
-func (t trackedTeer) Pull(ctx context.Context, repo string, d digest.Digest, size int64) scan.BlobSink {
+func newTrackedTeer(inner scan.Teer, waits *teeWaits) *trackedTeer {
+	return &trackedTeer{inner: inner, waits: waits, heads: map[string]*headSink{}}
+}
+
+// maxTrackedSessions bounds the heads of open upload sessions (abandoned
+// ones are dropped wholesale past it; their layers are then only read again).
+const maxTrackedSessions = 4096
+
+func (t *trackedTeer) Pull(ctx context.Context, repo string, d digest.Digest, size int64) scan.BlobSink {
 	s := t.inner.Pull(ctx, repo, d, size)
-	if s != nil {
-		t.waits.start(d) // callbacks come only after the sink's Done
+	if s == nil {
+		return nil
 	}
-	return s
+	return &headSink{inner: s, onDone: func(h *headSink, complete bool) {
+		if complete && h.layer() {
+			t.waits.start(d)
+		}
+	}}
 }
 
-func (t trackedTeer) Upload(ctx context.Context, repo, session string, offset int64) scan.BlobSink {
-	return t.inner.Upload(ctx, repo, session, offset)
+func (t *trackedTeer) Upload(ctx context.Context, repo, session string, offset int64) scan.BlobSink {
+	s := t.inner.Upload(ctx, repo, session, offset)
+	if s == nil || offset != 0 {
+		return s
+	}
+	h := &headSink{inner: s}
+	t.mu.Lock()
+	if len(t.heads) >= maxTrackedSessions {
+		clear(t.heads)
+	}
+	t.heads[repo+"\x00"+session] = h
+	t.mu.Unlock()
+	return h
 }
 
-func (t trackedTeer) UploadDone(ctx context.Context, repo, session string, d digest.Digest) {
-	if d != "" {
+func (t *trackedTeer) UploadDone(ctx context.Context, repo, session string, d digest.Digest) {
+	k := repo + "\x00" + session
+	t.mu.Lock()
+	h := t.heads[k]
+	delete(t.heads, k)
+	t.mu.Unlock()
+	if d != "" && h != nil && h.layer() {
 		t.waits.start(d)
 	}
 	t.inner.UploadDone(ctx, repo, session, d)
+}
+
+// headSink keeps the first bytes written to a sink.
+type headSink struct {
+	inner  scan.BlobSink
+	onDone func(h *headSink, complete bool)
+
+	mu   sync.Mutex
+	head []byte
+}
+
+const headBytes = 262 // what scan.LooksLikeLayer looks at (tar magic at 257)
+
+func (h *headSink) Write(p []byte) (int, error) {
+	h.mu.Lock()
+	if n := headBytes - len(h.head); n > 0 {
+		h.head = append(h.head, p[:min(n, len(p))]...)
+	}
+	h.mu.Unlock()
+	return h.inner.Write(p)
+}
+
+func (h *headSink) Done(complete bool) {
+	if h.onDone != nil {
+		h.onDone(h, complete)
+	}
+	h.inner.Done(complete)
+}
+
+func (h *headSink) layer() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return scan.LooksLikeLayer(h.head)
 }
 
 // waitingCache is the Assembler's layer cache: on a miss for a layer the

@@ -538,3 +538,21 @@ func TestServeScanMirrorUpstreamAuth(t *testing.T) {
 		t.Fatalf("record %+v %v: the scan's reads must not count as pulls", rec, err)
 	}
 }
+
+// TestServeScanTeeWaitsSettle: only blobs the tee reports on are waited
+// for — a config or a blob that is not a tar never leaves a scan waiting —
+// and every wait ends once the tee is done.
+func TestServeScanTeeWaitsSettle(t *testing.T) {
+	e := startScanEnv(t, nil)
+	pushImage(t, e.reg.URL, "plain/app", "v1", "not a tar at all") // config + a non-tar "layer"
+	if n := e.parts.waits.len(); n != 0 {
+		t.Fatalf("%d blobs waited for after pushing blobs the tee drops", n)
+	}
+	img, _ := apkImage(t, "musl 1.2.4-r1")
+	d := e.push(t, "settle/alpine:1", img)
+	e.scanned(t, d, time.Time{})
+	e.parts.teer.Wait()
+	if n := e.parts.waits.len(); n != 0 {
+		t.Fatalf("%d waits left after the tee finished", n)
+	}
+}
