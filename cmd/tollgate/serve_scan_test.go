@@ -556,3 +556,40 @@ func TestServeScanTeeWaitsSettle(t *testing.T) {
 		t.Fatalf("%d waits left after the tee finished", n)
 	}
 }
+
+// TestServeScanUpstreamIndex: in --upstream mode an image index pushed
+// through the proxy has each child scanned (read from the upstream for
+// what the tee did not keep), coverage asked by the index digest.
+func TestServeScanUpstreamIndex(t *testing.T) {
+	up := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer up.Close()
+	e := startScanEnv(t, func(c *config.Config) { c.Upstream.URL = up.URL })
+	adv := filepath.Join(t.TempDir(), "TEST-2026-0101.json")
+	if err := os.WriteFile(adv, []byte(osvAdvisory("2026-01-01T00:00:00Z", "musl")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.dbImport(t, adv)
+	amd, _ := apkImage(t, "musl 1.2.4-r1")
+	arm, _ := apkImage(t, "musl 1.2.4-r2") // fixed
+	idx := mutate.AppendManifests(empty.Index,
+		mutate.IndexAddendum{Add: amd, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
+		mutate.IndexAddendum{Add: arm, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64"}}})
+	ref, _ := name.ParseReference(e.host+"/multi/alpine:3.18", name.Insecure)
+	if err := remote.WriteIndex(ref, idx); err != nil {
+		t.Fatal(err)
+	}
+	id, _ := idx.Digest()
+	dAmd, _ := amd.Digest()
+	dArm, _ := arm.Digest()
+	for _, d := range []v1.Hash{dAmd, dArm} {
+		e.scanned(t, digest.Digest(d.String()), time.Time{})
+	}
+	cs, err := e.s.lifecycle.Coverage(context.Background(), digest.Digest(id.String()))
+	if err != nil || len(cs) != 2 {
+		t.Fatalf("coverage by index digest: %+v %v", cs, err)
+	}
+	if !hasFinding(e.findings(t, digest.Digest(dAmd.String())), "CVE-2026-0101", scan.FindingActive) ||
+		len(e.findings(t, digest.Digest(dArm.String()))) != 0 {
+		t.Fatalf("findings amd64 %+v arm64 %+v", e.findings(t, digest.Digest(dAmd.String())), e.findings(t, digest.Digest(dArm.String())))
+	}
+}
