@@ -29,20 +29,38 @@ SYFT=$(command -v syft || true)
 if [ -z "$SYFT" ] && [ -z "${NO_SYFT:-}" ]; then
 	go install github.com/anchore/syft/cmd/syft@v1.57.1 && SYFT=$(command -v syft || true)
 fi
-# syft reads archives; make an oci-archive per layout tag in a temp dir.
+# syft's oci-dir: wants a layout holding one image: give each tag its own
+# layout in a temp dir (index.json with that entry, blobs symlinked).
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+onelayout() { # DIR TAG -> path of a one-image layout
+	local d="$tmp/$(basename "$1")-$2"
+	mkdir -p "$d"
+	ln -sfn "$1/blobs" "$d/blobs"
+	cp "$1/oci-layout" "$d/oci-layout"
+	python3 -c 'import json,sys; i=json.load(open(sys.argv[1])); i["manifests"]=[m for m in i["manifests"] if m.get("annotations",{}).get("org.opencontainers.image.ref.name")==sys.argv[2]]; json.dump(i,open(sys.argv[3],"w"))' "$1/index.json" "$2" "$d/index.json"
+	echo "$d"
+}
 secs() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1 || true; e=$(date +%s.%N); echo "$e - $s" | bc; }
 for src in "docker-archive:$SHARED/images/go-static.docker.tar" \
+	"oci:$SHARED/images/debian12:debian12-minbase" \
+	"oci:$SHARED/images/debian12:debian12-apps" \
 	"oci:$SHARED/images/debian12:debian12-node" \
 	"oci:$SHARED/images/alpine:alpine-3.11.13"; do
+	bin/tollgate scan --format json "$src" >/dev/null 2>&1 || true
 	t=$(secs bin/tollgate scan --format json "$src")
 	line="$src tollgate ${t}s"
 	if [ -n "$SYFT" ]; then
-		s=$(secs "$SYFT" scan -q -o syft-json "${src/oci:/oci-dir:}")
+		ssrc="$src"
+		if [[ "$src" == oci:* ]]; then
+			p=${src#oci:}
+			ssrc="oci-dir:$(onelayout "${p%:*}" "${p##*:}")"
+		fi
+		"$SYFT" scan -q -o syft-json "$ssrc" >/dev/null 2>&1 || true # warm syft's own caches
+		s=$(secs "$SYFT" scan -q -o syft-json "$ssrc")
 		line="$line syft ${s}s ratio $(echo "scale=3; $t / $s" | bc)"
-		"$SYFT" scan -q -o syft-json "${src/oci:/oci-dir:}" >"$tmp/syft.json" 2>/dev/null || true
-		bin/tollgate scan --format json "$src" >"$tmp/tg.json"
+		"$SYFT" scan -q -o syft-json "$ssrc" >"$tmp/syft.json" 2>/dev/null || true
+		bin/tollgate scan --format json "$src" >"$tmp/tg.json" 2>/dev/null
 		python3 - "$tmp/syft.json" "$tmp/tg.json" <<'PY' | tee -a "$OUT" || true
 import json, sys
 try:
@@ -50,7 +68,13 @@ try:
 except Exception as e:
     print("  syft output unreadable:", e); sys.exit(0)
 t = json.load(open(sys.argv[2]))
-sp = {(a["name"], a["version"]) for a in s.get("artifacts", [])}
+def norm(v):  # Go: syft writes v1.6.3 / go1.21.0; OSV and tollgate 1.6.3 / 1.21.0
+    if v.startswith("go1"):
+        return v[2:]
+    if v.startswith("v") and v[1:2].isdigit():
+        return v[1:]
+    return v
+sp = {(a["name"], norm(a["version"])) for a in s.get("artifacts", [])}
 tp = {(p["name"], p["version"]) for im in t["images"] for p in im["packages"]}
 print(f"  packages: tollgate {len(tp)}, syft {len(sp)}, both {len(sp & tp)}")
 for n, v in sorted(sp - tp)[:40]:
