@@ -21,9 +21,10 @@ lint:
 	$(GO) vet $(PKGS)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-# Side-by-side benchmarks; results land in bench/results/*.txt.
+# Side-by-side benchmarks; results land in bench/results/<name>-<date>.txt
+# and a summary (QUICK=1 for a run of minutes; see docs/performance.md).
 bench: build
-	@set -e; for s in bench/*/run.sh; do echo "== $$s"; bash "$$s"; done
+	bash bench/run.sh
 
 # OCI distribution-spec conformance through the proxy (embedded registry).
 conformance: build
