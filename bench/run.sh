@@ -143,8 +143,10 @@ want go && step go gobench
 		[ -f "$f" ] || continue
 		echo
 		echo "--- $f"
-		grep -Ei 'ratio|goal|rss|p95|push |pull |import|re-match|rematch|match ' "$f" | grep -v '^machine' | head -30 || true
+		grep -Ei 'ratio|goal|rss|p95|push |pull |import|re-match|rematch|match |delta [0-9]' "$f" | grep -v '^machine' | head -30 || true
 	done
+	f="$RES/go-bench-$DATE$SUFFIX.txt"
+	[ -f "$f" ] && { echo; echo "--- $f"; grep '^Benchmark' "$f" || true; }
 } >>"$RES/summary-$DATE$SUFFIX.txt"
 echo
 cat "$RES/summary-$DATE$SUFFIX.txt"
