@@ -199,7 +199,14 @@ func (f finding) ids() []string {
 // `tollgate findings list -o json`.
 func (s *server) findings(t testing.TB, image string) []finding {
 	t.Helper()
-	out := s.cli(t, "findings", "list", "--image", image, "-o", "json")
+	return s.findingsStatus(t, image, "ACTIVE")
+}
+
+// findingsStatus lists the findings of repo@digest in status (ACTIVE,
+// SUPPRESSED, CLOSED or all).
+func (s *server) findingsStatus(t testing.TB, image, status string) []finding {
+	t.Helper()
+	out := s.cli(t, "findings", "list", "--image", image, "--status", status, "-o", "json")
 	var page struct {
 		Findings []finding `json:"findings"`
 	}

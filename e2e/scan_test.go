@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -17,6 +18,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
 // scanWait bounds every wait for scans: generous, the CI machine has 2
@@ -328,6 +330,41 @@ func TestScanSharedImages(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("go-static: no finding for GO-2020-0001 after its range was widened to contain gin 1.6.3")
+		}
+	})
+
+	// Archive (ECR's archive storage class): unpullable, findings closed;
+	// restore: pullable again and rescanned.
+	t.Run("archive and restore", func(t *testing.T) {
+		before := s.coverage(t)[goStatic.ref()]
+		s.cli(t, "archive", goStatic.ref())
+		ref, err := name.NewDigest(s.Registry+"/"+goStatic.ref(), name.Insecure)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var te *transport.Error
+		if _, err := remote.Get(ref); !errors.As(err, &te) || te.StatusCode != 404 || len(te.Errors) == 0 || te.Errors[0].Code != transport.ManifestUnknownErrorCode {
+			t.Errorf("pull of an archived image: %v, want 404 MANIFEST_UNKNOWN", err)
+		}
+		if n := len(s.findings(t, goStatic.ref())); n != 0 {
+			t.Errorf("archived go-static still has %d ACTIVE findings", n)
+		}
+		if n := len(s.findingsStatus(t, goStatic.ref(), "CLOSED")); n == 0 {
+			t.Errorf("archived go-static has no CLOSED findings")
+		}
+		if ci := s.coverage(t)[goStatic.ref()]; ci.Reason != "IMAGE_ARCHIVED" {
+			t.Errorf("archived go-static coverage reason %s, want IMAGE_ARCHIVED", ci.Reason)
+		}
+		time.Sleep(1100 * time.Millisecond) // lastScannedAt has second resolution on the wire
+		s.cli(t, "restore", goStatic.ref())
+		s.waitCoverage(t, []string{goStatic.ref()}, scanWait, func(ci coveredImage) bool {
+			return ci.Reason == "SUCCESSFUL" && ci.LastScannedAt > before.LastScannedAt
+		})
+		if _, err := remote.Get(ref); err != nil {
+			t.Errorf("pull of a restored image: %v", err)
+		}
+		if n := len(s.findings(t, goStatic.ref())); n == 0 {
+			t.Errorf("restored go-static has no ACTIVE findings after its rescan")
 		}
 	})
 }
