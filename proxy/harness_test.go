@@ -62,7 +62,11 @@ type harness struct {
 func newHarness(t testing.TB, mod func(p *Proxy)) *harness {
 	t.Helper()
 	h := &harness{t: t, dir: t.TempDir(), teer: newFakeTeer()}
-	reg, err := embedded.Start(context.Background(), embedded.Options{Dir: filepath.Join(h.dir, "registry"), Logger: testLogger(t)})
+	opts := embedded.Options{Dir: filepath.Join(h.dir, "registry"), Logger: testLogger(t)}
+	if _, bench := t.(*testing.B); bench {
+		opts.Listen = "127.0.0.1:0" // the benchmarks' "direct" runs dial the registry
+	}
+	reg, err := embedded.Start(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -76,7 +76,8 @@ type server struct {
 }
 
 func startServer(bin, dir string, extra ...string) (*server, error) {
-	args := append([]string{"serve", "--data-dir", dir, "--listen", "127.0.0.1:0", "--admin-listen", "", "--log-level", "info"}, extra...)
+	args := append([]string{"serve", "--data-dir", dir, "--listen", "127.0.0.1:0", "--admin-listen", "", "--log-level", "info",
+		"--embedded-listen", "127.0.0.1:0"}, extra...)
 	cmd := exec.Command(bin, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

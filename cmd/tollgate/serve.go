@@ -42,6 +42,11 @@ type server struct {
 	proxy     *proxy.Proxy
 	admin     *admin.Server
 
+	// embeddedListen, when set (hidden flag --embedded-listen, for
+	// benchmarks only), also serves the embedded registry on that address
+	// without authentication. Empty: no socket; reached in-process only.
+	embeddedListen string
+
 	// Observability and policy (serve_observe.go): metrics is nil without
 	// wireMetrics; events is nil (discarding) without webhooks; imageScanner
 	// is set by the scan component and used by the pull policy;
@@ -71,7 +76,7 @@ func components() []component {
 }
 
 func newServeCmd(g *globals) *cobra.Command {
-	var listen, adminListen, upstream string
+	var listen, adminListen, upstream, embeddedListen string
 	var mirror bool
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -102,7 +107,7 @@ listens on --admin-listen (default 127.0.0.1:5001).`,
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			return runServe(cmd.Context(), cfg, g.logger(cfg))
+			return runServeWith(cmd.Context(), cfg, g.logger(cfg), embeddedListen)
 		},
 	}
 	f := cmd.Flags()
@@ -110,14 +115,22 @@ listens on --admin-listen (default 127.0.0.1:5001).`,
 	f.StringVar(&adminListen, "admin-listen", "127.0.0.1:5001", "admin API listen address; empty disables it (env TOLLGATE_ADMIN_LISTEN)")
 	f.StringVar(&upstream, "upstream", "", "upstream registry URL instead of the embedded registry (env TOLLGATE_UPSTREAM_URL)")
 	f.BoolVar(&mirror, "mirror", false, "read-only pull-through mirror of --upstream (default Docker Hub) (env TOLLGATE_UPSTREAM_MIRROR)")
+	f.StringVar(&embeddedListen, "embedded-listen", "", "benchmarks only: also serve the embedded registry, unauthenticated and around the proxy, on this address")
+	_ = f.MarkHidden("embedded-listen")
 	return cmd
 }
 
 // runServe wires the server, serves until ctx ends (SIGTERM/SIGINT), then
 // shuts down within cfg.Server.ShutdownTimeout.
-func runServe(ctx context.Context, cfg config.Config, log zerolog.Logger) (err error) {
+func runServe(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
+	return runServeWith(ctx, cfg, log, "")
+}
+
+// runServeWith is runServe with the embedded registry also listening on
+// embeddedListen when that is set (benchmarks' direct access).
+func runServeWith(ctx context.Context, cfg config.Config, log zerolog.Logger, embeddedListen string) (err error) {
 	routeLogrus(log)
-	s := &server{cfg: cfg, log: log}
+	s := &server{cfg: cfg, log: log, embeddedListen: embeddedListen}
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Server.ShutdownTimeout)
 		defer cancel()
@@ -187,14 +200,14 @@ func wireCore(ctx context.Context, s *server) error {
 		p.UpstreamReferrers = true // it may hold referrers pushed around the proxy
 		s.log.Info().Str("upstream", p.Upstream.String()).Msg("proxying an upstream registry")
 	default:
-		reg, err := embedded.Start(ctx, embedded.Options{Dir: filepath.Join(cfg.DataDir, "registry"), Logger: s.log})
+		reg, err := embedded.Start(ctx, embedded.Options{Dir: filepath.Join(cfg.DataDir, "registry"), Listen: s.embeddedListen, Logger: s.log})
 		if err != nil {
 			return err
 		}
 		s.registry = reg
 		s.closers = append(s.closers, reg.Close)
 		p.Upstream = reg.URL()
-		p.Transport = reg.Transport() // in-process; the loopback listener stays for direct access
+		p.Transport = reg.Transport() // in-process: the embedded registry opens no socket
 		p.UpstreamName = "embedded registry"
 	}
 	s.proxy = p
@@ -213,7 +226,7 @@ func (s *server) ready(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.registry.Transport().RoundTrip(req)
 	if err != nil {
 		return fmt.Errorf("embedded registry: %w", err)
 	}

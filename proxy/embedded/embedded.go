@@ -1,8 +1,11 @@
 // Package embedded runs the CNCF distribution registry
-// (github.com/distribution/distribution/v3, handlers.App) in-process on a
-// loopback listener, with filesystem storage, so that the proxy talks to it
-// over HTTP exactly as it talks to any upstream registry: one code path for
-// embedded and upstream modes.
+// (github.com/distribution/distribution/v3, handlers.App) in-process, with
+// filesystem storage. The proxy and the scan fetcher reach it through
+// Transport (distribution's handler called in-process), speaking HTTP to it
+// exactly as to any upstream registry: one code path for embedded and
+// upstream modes. It opens no socket unless Options.Listen asks for one:
+// anything listening would be an unauthenticated way around the proxy's
+// records, archive and scanning.
 package embedded
 
 import (
@@ -30,7 +33,10 @@ type Options struct {
 	// Dir is the storage root (filesystem driver rootdirectory), usually
 	// <dataDir>/registry. It is created if missing.
 	Dir string
-	// Listen is the loopback address to serve on; default "127.0.0.1:0".
+	// Listen, when set, also serves the registry on that TCP address with
+	// no authentication, bypassing the proxy: an explicit opt-in for
+	// benchmarks and tests that need direct access (e.g. "127.0.0.1:0").
+	// Empty (the default): no listener; use Transport.
 	Listen string
 	// ForeignURLs is the allow regexp for foreign (non-distributable) layer
 	// URLs in pushed manifests; default `^https?://`.
@@ -42,12 +48,16 @@ type Options struct {
 type Registry struct {
 	url *url.URL
 	app *handlers.App
-	srv *http.Server
-	ln  net.Listener
+	srv *http.Server // nil without Options.Listen
 	log zerolog.Logger
-	// done is closed when Serve returns.
+	// done is closed when Serve returns (nil without a listener).
 	done chan struct{}
 }
+
+// Host is the registry's name in URL() when it does not listen: a reserved
+// (.invalid) name that never resolves, so nothing can dial it by mistake;
+// only Transport serves it.
+const Host = "embedded.tollgate.invalid"
 
 // secretFile keeps the HMAC secret of upload-session state across restarts,
 // so an interrupted upload can resume after tollgate restarts.
@@ -55,9 +65,9 @@ const secretFile = "http-secret"
 
 // Start creates the storage directory, builds distribution's App (delete
 // enabled, redirects off, foreign-layer URLs allowed, in-memory blob
-// descriptor cache) and serves it on a loopback listener. Errors: directory
-// or listener failures, and distribution's configuration panics turned into
-// errors.
+// descriptor cache); with Options.Listen it also serves it on that address.
+// Errors: directory or listener failures, and distribution's configuration
+// panics turned into errors.
 //
 // Distribution logs through logrus' standard logger; the caller (cmd) routes
 // or silences it, since that logger is process-global.
@@ -71,10 +81,6 @@ func Start(ctx context.Context, opts Options) (r *Registry, err error) {
 	secret, err := loadSecret(filepath.Join(opts.Dir, secretFile))
 	if err != nil {
 		return nil, err
-	}
-	listen := opts.Listen
-	if listen == "" {
-		listen = "127.0.0.1:0"
 	}
 	foreign := opts.ForeignURLs
 	if foreign == "" {
@@ -101,30 +107,30 @@ func Start(ctx context.Context, opts Options) (r *Registry, err error) {
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		_ = app.Shutdown()
-		return nil, fmt.Errorf("embedded: listen %s: %w", listen, err)
-	}
-	r = &Registry{
-		url:  &url.URL{Scheme: "http", Host: ln.Addr().String()},
-		app:  app,
-		ln:   ln,
-		log:  opts.Logger,
-		done: make(chan struct{}),
-		srv: &http.Server{
+	r = &Registry{url: &url.URL{Scheme: "http", Host: Host}, app: app, log: opts.Logger}
+	if opts.Listen != "" {
+		ln, err := net.Listen("tcp", opts.Listen)
+		if err != nil {
+			_ = app.Shutdown()
+			return nil, fmt.Errorf("embedded: listen %s: %w", opts.Listen, err)
+		}
+		r.url.Host = ln.Addr().String()
+		r.done = make(chan struct{})
+		r.srv = &http.Server{
 			Handler:           app,
 			ReadHeaderTimeout: 30 * time.Second,
 			// distribution logs through logrus; net/http errors go nowhere useful.
 			ErrorLog: nil,
-		},
-	}
-	go func() {
-		defer close(r.done)
-		if err := r.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			r.log.Error().Err(err).Str("op", "embedded").Msg("embedded registry stopped")
 		}
-	}()
+		go func() {
+			defer close(r.done)
+			if err := r.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				r.log.Error().Err(err).Str("op", "embedded").Msg("embedded registry stopped")
+			}
+		}()
+		r.log.Warn().Str("op", "embedded").Str("addr", ln.Addr().String()).
+			Msg("embedded registry also listening without authentication (direct access bypasses the proxy)")
+	}
 	r.log.Info().Str("op", "embedded").Str("dir", opts.Dir).Str("url", r.url.String()).Msg("embedded registry started")
 	return r, nil
 }
@@ -139,18 +145,21 @@ func newApp(ctx context.Context, cfg *configuration.Configuration) (app *handler
 	return handlers.NewApp(ctx, cfg), nil
 }
 
-// URL is the registry's base URL (http://127.0.0.1:port), for the proxy's
-// upstream.
+// URL is the registry's base URL for the proxy's upstream and the scan
+// fetcher, served by Transport: http://embedded.tollgate.invalid, or the
+// listener's http://host:port with Options.Listen.
 func (r *Registry) URL() *url.URL { u := *r.url; return &u }
 
-// Close stops accepting requests, waits for in-flight requests until ctx is
-// done, then stops distribution's background work.
+// Close stops the listener (if any), waits for its in-flight requests until
+// ctx is done, then stops distribution's background work.
 func (r *Registry) Close(ctx context.Context) error {
-	err := r.srv.Shutdown(ctx)
-	if err != nil {
-		_ = r.srv.Close()
+	var err error
+	if r.srv != nil {
+		if err = r.srv.Shutdown(ctx); err != nil {
+			_ = r.srv.Close()
+		}
+		<-r.done
 	}
-	<-r.done
 	if e := r.app.Shutdown(); e != nil && err == nil {
 		err = e
 	}

@@ -20,7 +20,7 @@ func TestMain(m *testing.M) {
 func TestStartServeTransportAndRestart(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "registry")
 	ctx := context.Background()
-	r, err := Start(ctx, Options{Dir: dir})
+	r, err := Start(ctx, Options{Dir: dir, Listen: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +28,7 @@ func TestStartServeTransportAndRestart(t *testing.T) {
 	if err != nil || len(strings.TrimSpace(string(secret))) < 32 {
 		t.Fatalf("secret: %q %v", secret, err)
 	}
-	// Over the loopback listener and in-process: same answers.
+	// Over the opt-in loopback listener and in-process: same answers.
 	for _, c := range []struct {
 		name string
 		do   func(*http.Request) (*http.Response, error)
@@ -83,4 +83,64 @@ func TestStartNeedsDir(t *testing.T) {
 	if _, err := Start(context.Background(), Options{}); err == nil {
 		t.Fatal("Start without Dir succeeded")
 	}
+}
+
+// TestStartOpensNoSocket: by default the registry is reachable only through
+// Transport. Nothing listens (a listener would let anyone on the host push
+// and delete around the proxy's records and scanning), and URL names a host
+// that cannot be dialled; the registry still answers through Transport.
+func TestStartOpensNoSocket(t *testing.T) {
+	ctx := context.Background()
+	before := listeningSockets(t)
+	r, err := Start(ctx, Options{Dir: filepath.Join(t.TempDir(), "registry")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(ctx)
+	if after := listeningSockets(t); after != before {
+		t.Fatalf("Start opened %d listening socket(s)", after-before)
+	}
+	if h := r.URL().Host; h != Host {
+		t.Fatalf("URL host %q, want %q", h, Host)
+	}
+	c := &http.Client{Transport: r.Transport()}
+	resp, err := c.Post(r.URL().String()+"/v2/a/blobs/uploads/", "application/octet-stream", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted || resp.Header.Get("Location") == "" {
+		t.Fatalf("upload through Transport: %d %v", resp.StatusCode, resp.Header)
+	}
+}
+
+// listeningSockets counts this process's TCP sockets in LISTEN state: the
+// socket inodes among /proc/self/fd that /proc/net/tcp{,6} lists as 0A.
+func listeningSockets(t *testing.T) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	mine := map[string]bool{}
+	for _, fd := range fds {
+		l, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		if ino, ok := strings.CutPrefix(l, "socket:["); err == nil && ok {
+			mine[strings.TrimSuffix(ino, "]")] = true
+		}
+	}
+	n := 0
+	for _, f := range []string{"/proc/self/net/tcp", "/proc/self/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fs := strings.Fields(line)
+			if len(fs) > 9 && fs[3] == "0A" && mine[fs[9]] {
+				n++
+			}
+		}
+	}
+	return n
 }
