@@ -3,16 +3,21 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/spf13/cobra"
 
 	"github.com/tollgate-registry/tollgate/proxy/admin"
@@ -21,7 +26,8 @@ import (
 // The client commands (findings, coverage, config, scan-image, sbom,
 // archive, restore) are thin clients of the admin API over HTTP: Inspector
 // operations at their restJson1 paths, ECR operations as awsJson1_1, with
-// the admin bearer token.
+// the admin bearer token or, when the environment holds access keys and no
+// token is given, signed with SigV4.
 
 // clientFlags are the flags every client command shares.
 type clientFlags struct {
@@ -38,21 +44,52 @@ func addClientFlags(cmd *cobra.Command, cf *clientFlags) {
 	}
 	f := cmd.PersistentFlags()
 	f.StringVar(&cf.adminURL, "admin-url", def, "admin API base URL (env TOLLGATE_ADMIN_URL)")
-	f.StringVar(&cf.token, "token", "", "admin token (default env TOLLGATE_ADMIN_TOKEN, else <data-dir>/admin-token)")
+	f.StringVar(&cf.token, "token", "", tokenFlagHelp)
 	f.StringVarP(&cf.output, "output", "o", "table", "output format: table or json")
 	f.DurationVar(&cf.timeout, "timeout", 2*time.Minute, "request timeout")
 }
+
+// tokenFlagHelp documents --token and the credentials tried without it.
+const tokenFlagHelp = "admin token (default env TOLLGATE_ADMIN_TOKEN; else SigV4 with env TOLLGATE_ADMIN_ACCESS_KEY_ID + TOLLGATE_ADMIN_SECRET_ACCESS_KEY; else <data-dir>/admin-token; else SigV4 with env AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY)"
+
+// credentialsHelp says how to give the CLI the admin API's credentials.
+const credentialsHelp = "give the server's credentials: --token or env TOLLGATE_ADMIN_TOKEN (the server's admin.token), " +
+	"env TOLLGATE_ADMIN_ACCESS_KEY_ID + TOLLGATE_ADMIN_SECRET_ACCESS_KEY (one of the server's admin.accessKeys; requests are signed with SigV4), " +
+	"or --data-dir set to the server's data directory (its " + admin.TokenFileName + ", generated when the server has no credentials configured)"
+
+// sigV4Service is the signing name of the CLI's requests; the admin API
+// accepts inspector2, ecr and tollgate (proxy/admin/auth.go).
+const sigV4Service = "tollgate"
 
 // adminClient talks to the admin API.
 type adminClient struct {
 	base   string
 	token  string
+	keys   *aws.Credentials // SigV4 when token is empty
+	region string
+	creds  string // the credentials used, for errors: "the bearer token from --token"
 	hc     *http.Client
 	output string
 	out    io.Writer
+	errOut io.Writer
 }
 
-// newAdminClient resolves the token (flag, env, token file) and checks flags.
+// envKeys returns the access key pair in the environment variables idVar
+// and secretVar, nil unless both are set.
+func envKeys(idVar, secretVar string) *aws.Credentials {
+	id, secret := os.Getenv(idVar), os.Getenv(secretVar)
+	if id == "" || secret == "" {
+		return nil
+	}
+	return &aws.Credentials{AccessKeyID: id, SecretAccessKey: secret, Source: idVar}
+}
+
+// newAdminClient resolves the credentials and checks flags. In order:
+// --token, env TOLLGATE_ADMIN_TOKEN, env TOLLGATE_ADMIN_ACCESS_KEY_ID +
+// TOLLGATE_ADMIN_SECRET_ACCESS_KEY (SigV4), <data-dir>/admin-token, env
+// AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY (SigV4). Tollgate's own key
+// variables come before the token file: a token file left from a run
+// without credentials would otherwise shadow the keys the server now uses.
 func newAdminClient(g *globals, cf *clientFlags) (*adminClient, error) {
 	if cf.output != "table" && cf.output != "json" {
 		return nil, fmt.Errorf("--output %q: want table or json", cf.output)
@@ -61,19 +98,50 @@ func newAdminClient(g *globals, cf *clientFlags) (*adminClient, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("--admin-url %q: want http(s)://host:port", cf.adminURL)
 	}
-	tok := cf.token
-	if tok == "" {
-		tok = os.Getenv("TOLLGATE_ADMIN_TOKEN")
+	c := &adminClient{base: strings.TrimRight(cf.adminURL, "/"), hc: &http.Client{Timeout: cf.timeout},
+		output: cf.output, out: g.stdout, errOut: g.stderr, region: "us-east-1"}
+	if r := os.Getenv("AWS_REGION"); r != "" {
+		c.region = r
 	}
-	if tok == "" {
-		t, err := admin.ReadTokenFile(g.dataDir)
-		if err != nil {
-			return nil, fmt.Errorf("no admin token: pass --token, set TOLLGATE_ADMIN_TOKEN, or run where --data-dir holds %s (%w)", admin.TokenFileName, err)
+	switch {
+	case cf.token != "":
+		c.token, c.creds = cf.token, "the bearer token from --token"
+	case os.Getenv("TOLLGATE_ADMIN_TOKEN") != "":
+		c.token, c.creds = os.Getenv("TOLLGATE_ADMIN_TOKEN"), "the bearer token from env TOLLGATE_ADMIN_TOKEN"
+	default:
+		c.keys = envKeys("TOLLGATE_ADMIN_ACCESS_KEY_ID", "TOLLGATE_ADMIN_SECRET_ACCESS_KEY")
+		if c.keys != nil {
+			break
 		}
-		tok = t
+		tok, terr := admin.ReadTokenFile(g.dataDir)
+		if terr == nil {
+			c.token, c.creds = tok, "the bearer token from "+filepath.Join(g.dataDir, admin.TokenFileName)
+			break
+		}
+		if c.keys = envKeys("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"); c.keys == nil {
+			return nil, fmt.Errorf("no admin credentials (%w): %s", terr, credentialsHelp)
+		}
 	}
-	return &adminClient{base: strings.TrimRight(cf.adminURL, "/"), token: tok, hc: &http.Client{Timeout: cf.timeout},
-		output: cf.output, out: g.stdout}, nil
+	if c.keys != nil {
+		c.creds = fmt.Sprintf("a SigV4 signature with access key %s from env %s", c.keys.AccessKeyID, c.keys.Source)
+	}
+	return c, nil
+}
+
+// authorize adds the credentials to req: the bearer token, else a SigV4
+// signature over the method, URL, host, date and body.
+func (c *adminClient) authorize(ctx context.Context, req *http.Request, body []byte) error {
+	if c.keys == nil {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+		return nil
+	}
+	sum := sha256.Sum256(body)
+	payload := hex.EncodeToString(sum[:])
+	req.Header.Set("X-Amz-Content-Sha256", payload)
+	if err := v4.NewSigner().SignHTTP(ctx, *c.keys, req, payload, sigV4Service, c.region, time.Now()); err != nil {
+		return fmt.Errorf("signing the request: %w", err)
+	}
+	return nil
 }
 
 // apiError is an error answered by the admin API.
@@ -99,9 +167,11 @@ func (c *adminClient) do(ctx context.Context, method, path string, hdr map[strin
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
 	for k, v := range hdr {
 		req.Header.Set(k, v)
+	}
+	if err := c.authorize(ctx, req, body); err != nil {
+		return nil, err
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -126,7 +196,7 @@ func (c *adminClient) do(ctx context.Context, method, path string, hdr map[strin
 			ae.Message = strings.TrimSpace(string(b))
 		}
 		if resp.StatusCode == http.StatusUnauthorized {
-			ae.Message = "the admin API refused the token"
+			ae.Message = "the admin API at " + c.base + " refused " + c.creds + "; " + credentialsHelp
 		}
 		return nil, ae
 	}

@@ -366,7 +366,11 @@ func newCoverageCmd(g *globals) *cobra.Command {
 				rows = append(rows, []string{kind, what, cr.ScanStatus.StatusCode, cr.ScanStatus.Reason,
 					orDash(cr.ResourceMetadata.EcrRepository.ScanFrequency), epochTime(cr.LastScannedAt)})
 			}
-			return c.table([]string{"TYPE", "RESOURCE", "STATUS", "REASON", "FREQUENCY", "LAST SCANNED"}, rows)
+			if err := c.table([]string{"TYPE", "RESOURCE", "STATUS", "REASON", "FREQUENCY", "LAST SCANNED"}, rows); err != nil {
+				return err
+			}
+			c.emptyDBHint(cmd.Context())
+			return nil
 		},
 	}
 	stats := &cobra.Command{

@@ -2,9 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -161,14 +163,42 @@ func newDBCmd(g *globals) *cobra.Command {
 	}
 	imp.Flags().BoolVar(&merge, "merge", false, "keep advisories of the sources that PATH does not name (default for single files)")
 	imp.Flags().StringVar(&importAdmin.adminURL, "admin-url", "", "import through a running server's admin API (POST /v1/db/import; the server reads the paths) instead of opening --data-dir, which a running server locks")
-	imp.Flags().StringVar(&importAdmin.token, "token", "", "admin token with --admin-url (default env TOLLGATE_ADMIN_TOKEN, else <data-dir>/admin-token)")
+	imp.Flags().StringVar(&importAdmin.token, "token", "", "admin token with --admin-url; "+strings.TrimPrefix(tokenFlagHelp, "admin token "))
 
+	var statusAdmin clientFlags // --admin-url: ask a running server (db_status.go)
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "Show per-source advisory counts, newest modified time and age",
-		Args:  cobra.NoArgs,
+		Long: `Show per-source advisory counts, newest modified time, import time and age.
+With --admin-url, or when a running ` + "`tollgate serve`" + ` holds --data-dir's lock,
+ask that server's admin API (GET /v1/db/status; env TOLLGATE_ADMIN_URL, else
+server.adminListen; admin credentials as for the client commands).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if statusAdmin.adminURL != "" {
+				srcs, now, err := dbStatusRemote(cmd.Context(), g, statusAdmin)
+				if err != nil {
+					return err
+				}
+				return printDBStatus(g, format, srcs, now, statusAdmin.adminURL)
+			}
 			db, u, _, err := open(cmd)
+			if isLocked(err) {
+				c, cerr := g.load(cmd)
+				if cerr != nil {
+					return errors.Join(err, cerr)
+				}
+				cf := statusAdmin
+				if cf.adminURL, cerr = adminURLFromConfig(c, os.Getenv("TOLLGATE_ADMIN_URL")); cerr != nil {
+					return fmt.Errorf("%w; cannot ask the running server instead: %w", err, cerr)
+				}
+				srcs, now, rerr := dbStatusRemote(cmd.Context(), g, cf)
+				if rerr != nil {
+					return fmt.Errorf("%w; asking the running server instead (--admin-url %s) failed: %w", err, cf.adminURL, rerr)
+				}
+				fmt.Fprintf(g.stderr, "a running `tollgate serve` holds the index: status from its admin API at %s\n", cf.adminURL)
+				return printDBStatus(g, format, srcs, now, cf.adminURL)
+			}
 			if err != nil {
 				return err
 			}
@@ -177,29 +207,11 @@ func newDBCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if format == "json" {
-				enc := json.NewEncoder(g.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(srcs)
-			}
-			if len(srcs) == 0 {
-				fmt.Fprintln(g.stdout, "no advisories: run `tollgate db update` or `tollgate db import PATH`")
-				return nil
-			}
-			now := time.Now()
-			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SOURCE\tADVISORIES\tWITHDRAWN\tPACKAGES\tNEWEST MODIFIED\tIMPORTED\tAGE\tORIGIN")
-			for _, s := range srcs {
-				nm := "-"
-				if !s.NewestModified.IsZero() && s.NewestModified.Year() > 1 {
-					nm = s.NewestModified.UTC().Format(time.RFC3339)
-				}
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n", s.Source, s.Count, s.Withdrawn, s.Packages, nm,
-					s.ImportedAt.UTC().Format(time.RFC3339), s.Age(now).Round(time.Minute), s.Origin)
-			}
-			return tw.Flush()
+			return printDBStatus(g, format, srcs, time.Now(), "")
 		},
 	}
+	status.Flags().StringVar(&statusAdmin.adminURL, "admin-url", "", "ask a running server's admin API (GET /v1/db/status) instead of opening --data-dir, which a running server locks")
+	status.Flags().StringVar(&statusAdmin.token, "token", "", "admin token with the admin API; "+strings.TrimPrefix(tokenFlagHelp, "admin token "))
 
 	rematch := &cobra.Command{
 		Use:   "rematch",

@@ -64,7 +64,7 @@ const maxTeeWait = 2 * time.Minute
 // the tee detaches, the Observer only logs, scans run in the background.
 func wireScan(ctx context.Context, s *server) error { return wireScanWith(ctx, s, scanHooks{}) }
 
-func wireScanWith(_ context.Context, s *server, h scanHooks) error {
+func wireScanWith(ctx context.Context, s *server, h scanHooks) error {
 	if !s.cfg.ScanEnabled() {
 		s.log.Info().Str("op", "scan").Msg("scanning disabled (scan.enabled: false): no tee, no lifecycle, no advisory refresh")
 		return nil
@@ -170,11 +170,33 @@ func wireScanWith(_ context.Context, s *server, h scanHooks) error {
 	}
 	if auth, err := s.adminAuth(); err == nil {
 		s.admin.Handle("POST /v1/db/import", auth.Wrap(admin.DBImportHandler(parts, s.log)))
+		s.admin.Handle("GET /v1/db/status", auth.Wrap(admin.DBStatusHandler(advs, s.log)))
 	}
+	warnNoAdvisories(ctx, s, advs)
 	if h.wired != nil {
 		h.wired(parts)
 	}
 	return nil
+}
+
+// warnNoAdvisories says once, at startup, that the advisory database is
+// empty: every scan then ends SUCCESSFUL with no findings, which looks like
+// a clean image.
+func warnNoAdvisories(ctx context.Context, s *server, advs admin.DBSources) {
+	srcs, err := advs.Sources(ctx)
+	if err != nil || len(srcs) > 0 {
+		return
+	}
+	adminURL, uerr := adminURLFromConfig(s.cfg, "")
+	if uerr != nil {
+		adminURL = "http://ADMIN-ADDR"
+	}
+	refresh := "`tollgate db update` (with the server stopped)"
+	if s.cfg.DB.RefreshInterval > 0 {
+		refresh = "the background refresh (db.refreshInterval) downloads the feeds from db.baseURL"
+	}
+	s.log.Warn().Str("op", "advisory-update").
+		Msgf("no advisory data: findings will be empty until `tollgate db import PATH --admin-url %s` or %s", adminURL, refresh)
 }
 
 // Import imports the advisories at path (a file, directory or zip on the
