@@ -231,17 +231,17 @@ func (a *Assembler) image(ctx context.Context, repo string, f BlobFetcher, manif
 		li, err := a.Layer(ctx, repo, f, d)
 		if err != nil {
 			if l.MediaType == types.DockerForeignLayer {
-				extra = append(extra, LayerError{Path: d.String(), Reason: ReasonInternalError, Message: "foreign layer not fetchable: " + err.Error()})
+				extra = append(extra, LayerError{Layer: d, Path: d.String(), Reason: ReasonInternalError, Message: "foreign layer not fetchable: " + err.Error()})
 				continue
 			}
 			return nil, err
 		}
 		if li.Compression != want && !(li.Compression == CompressionNone && want == CompressionNone) {
-			extra = append(extra, LayerError{Path: d.String(), Reason: ReasonUnsupportedMediaType,
+			extra = append(extra, LayerError{Layer: d, Path: d.String(), Reason: ReasonUnsupportedMediaType,
 				Message: fmt.Sprintf("media type %s says %s, the bytes are %s", l.MediaType, want, li.Compression)})
 		}
 		if cfg != nil && li.DiffID != "" && i < len(cfg.RootFS.DiffIDs) && cfg.RootFS.DiffIDs[i].String() != li.DiffID.String() {
-			extra = append(extra, LayerError{Path: d.String(), Reason: ReasonCorruptLayer,
+			extra = append(extra, LayerError{Layer: d, Path: d.String(), Reason: ReasonCorruptLayer,
 				Message: fmt.Sprintf("diffID %s, config says %s", li.DiffID, cfg.RootFS.DiffIDs[i])})
 		}
 		layers = append(layers, li)

@@ -69,7 +69,12 @@ func Merge(layers []*LayerInventory) *Inventory {
 		} else if inv.OS != nil && removed(inv.OS.Path, l) {
 			inv.OS = nil
 		}
-		inv.Errors = append(inv.Errors, l.Errors...)
+		for _, e := range l.Errors {
+			if e.Layer == "" {
+				e.Layer = l.Digest
+			}
+			inv.Errors = append(inv.Errors, e)
+		}
 	}
 	pkgs = dropLockfileDuplicates(pkgs)
 	for i := range pkgs {

@@ -90,10 +90,13 @@ type LayerInventory struct {
 
 // LayerError is one problem met while walking a layer.
 type LayerError struct {
-	Analyzer string `json:"analyzer,omitempty"`
-	Path     string `json:"path,omitempty"`
-	Reason   Reason `json:"reason"`
-	Message  string `json:"message"`
+	// Layer is the layer blob digest, set when layers are merged into an
+	// image inventory (empty in a LayerInventory's own list).
+	Layer    digest.Digest `json:"layer,omitempty"`
+	Analyzer string        `json:"analyzer,omitempty"`
+	Path     string        `json:"path,omitempty"`
+	Reason   Reason        `json:"reason"`
+	Message  string        `json:"message"`
 }
 
 // Platform is an image's os/architecture/variant, from its config or index entry.

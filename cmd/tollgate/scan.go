@@ -15,6 +15,8 @@ import (
 
 	"github.com/tollgate-registry/tollgate/scan"
 	"github.com/tollgate-registry/tollgate/scan/analyzer"
+	"github.com/tollgate-registry/tollgate/scan/lifecycle"
+	"github.com/tollgate-registry/tollgate/scan/match"
 	"github.com/tollgate-registry/tollgate/scan/report"
 	"github.com/tollgate-registry/tollgate/scan/sbom"
 )
@@ -28,7 +30,11 @@ type scanReport struct {
 
 type imageReport struct {
 	*scan.Inventory
-	Findings []scan.Finding `json:"findings"`
+	// ScanStatus is what `tollgate serve` would record as the coverage
+	// reason and message (lifecycle.Outcome): SUCCESSFUL, CORRUPT_LAYER,
+	// LIMIT_EXCEEDED, ANALYZER_PANIC or UNSUPPORTED_OS.
+	ScanStatus scanStatus     `json:"scanStatus"`
+	Findings   []scan.Finding `json:"findings"`
 	// Suppressed are findings --ignore-file or --vex accepted (scan_report.go).
 	Suppressed []report.Suppressed `json:"suppressed,omitempty"`
 }
@@ -102,11 +108,14 @@ docker-archive:PATH (a docker save / crane pull tarball).`,
 					return fmt.Errorf("scan %s: findings: %w", args[0], err)
 				}
 				fs, sup := rf.filter(fs, digest.FromBytes(src.manifest))
-				rep.Images = append(rep.Images, imageReport{Inventory: inv, Findings: fs, Suppressed: sup})
+				reason, msg := lifecycle.Outcome(inv)
+				rep.Images = append(rep.Images, imageReport{Inventory: inv, ScanStatus: scanStatus{Reason: reason, Message: msg},
+					Findings: fs, Suppressed: sup})
 			}
 			if err := writeScan(g.stdout, g.stderr, format, rep); err != nil {
 				return err
 			}
+			warnScan(g.stderr, rep)
 			var all []scan.Finding
 			for _, im := range rep.Images {
 				all = append(all, im.Findings...)
@@ -209,10 +218,29 @@ func writeTable(w io.Writer, source string, im imageReport) {
 		}
 		tw.Flush()
 	}
-	if len(inv.Errors) > 0 {
-		fmt.Fprintln(w)
-		for _, e := range inv.Errors {
-			fmt.Fprintf(w, "warning: %s %s %s: %s\n", e.Reason, e.Analyzer, e.Path, e.Message)
+}
+
+type scanStatus struct {
+	Reason  scan.Reason `json:"reason"`
+	Message string      `json:"message,omitempty"`
+}
+
+// warnScan says on stderr, whatever the format, what a scan could not
+// cover: each layer error (the image's packages and findings come from the
+// readable part only) and an OS without advisory source. The exit status
+// stays that of --fail-on.
+func warnScan(w io.Writer, rep scanReport) {
+	for _, im := range rep.Images {
+		where := ""
+		if len(rep.Images) > 1 {
+			where = " " + im.Platform.String()
+		}
+		for _, e := range im.Errors {
+			fmt.Fprintf(w, "tollgate: warning:%s %s\n", where, lifecycle.LayerErrors([]scan.LayerError{e}))
+		}
+		if im.OS != nil && !match.SupportedOS(im.OS) {
+			fmt.Fprintf(w, "tollgate: warning:%s %s: no advisory source for OS %s; its OS packages are not checked, only language packages\n",
+				where, scan.ReasonUnsupportedOS, strings.TrimSpace("ID="+im.OS.ID+" "+im.OS.VersionID))
 		}
 	}
 }

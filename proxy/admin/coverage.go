@@ -27,6 +27,7 @@ type coverageView struct {
 	tags          []string
 	statusCode    string
 	reason        string
+	message       string // tollgate's: why (a layer error, an unsupported OS)
 	scanFrequency string
 	lastScanned   *time.Time
 	pulledAt      *time.Time
@@ -162,13 +163,13 @@ func (a *API) coverageViews(ctx context.Context) ([]*coverageView, error) {
 				statusCode: index.StatusActive, reason: string(scan.ReasonPendingInitialScan), scanFrequency: freq,
 				pulledAt: ri.LastPulledAt, inUse: facts.inUse, lastUse: facts.lastUse, account: a.o.AccountID}
 			if cov != nil {
-				v.statusCode, v.reason, v.lastScanned = cov.StatusCode, string(cov.Reason), cov.LastScannedAt
+				v.statusCode, v.reason, v.lastScanned, v.message = cov.StatusCode, string(cov.Reason), cov.LastScannedAt, cov.Message
 				if cov.ScanFrequency != "" {
 					v.scanFrequency = cov.ScanFrequency
 				}
 			}
 			if ri.Status == index.ImageArchived {
-				v.statusCode, v.reason = index.StatusInactive, string(scan.ReasonImageArchived)
+				v.statusCode, v.reason, v.message = index.StatusInactive, string(scan.ReasonImageArchived), ""
 			}
 			out = append(out, v)
 		}
@@ -205,13 +206,16 @@ type wEcrRepoMeta struct {
 }
 
 type wScanStatus struct {
+	// Message is tollgate's addition (Inspector's ScanStatus has none; SDKs
+	// ignore it): what a partial or refused scan met.
+	Message    string `json:"message,omitempty"`
 	Reason     string `json:"reason"`
 	StatusCode string `json:"statusCode"`
 }
 
 func (v *coverageView) toWire() wCoveredResource {
 	out := wCoveredResource{AccountId: v.account, LastScannedAt: epochPtr(v.lastScanned), ResourceId: v.resourceID,
-		ResourceType: v.resourceType, ScanStatus: &wScanStatus{Reason: v.reason, StatusCode: v.statusCode}, ScanType: "PACKAGE",
+		ResourceType: v.resourceType, ScanStatus: &wScanStatus{Message: v.message, Reason: v.reason, StatusCode: v.statusCode}, ScanType: "PACKAGE",
 		ResourceMetadata: &wResourceMeta{EcrRepository: &wEcrRepoMeta{Name: v.repo, ScanFrequency: v.scanFrequency}}}
 	if v.resourceType == "AWS_ECR_CONTAINER_IMAGE" {
 		n := v.inUse

@@ -87,7 +87,9 @@ func ecrScanStatus(cov *index.Coverage, ri *index.RepoImage) *ecrtypes.ImageScan
 	}
 	st := ecrtypes.ScanStatusFindingsUnavailable
 	switch cov.Reason {
-	case scan.ReasonSuccessful:
+	case scan.ReasonSuccessful, scan.ReasonCorruptLayer, scan.ReasonLimitExceeded, scan.ReasonAnalyzerPanic:
+		// Partly scanned (a layer not read whole): findings stand; the
+		// description says what failed.
 		st = ecrtypes.ScanStatusComplete
 		if cov.ScanFrequency == "CONTINUOUS_SCAN" {
 			st = ecrtypes.ScanStatusActive

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/tollgate-registry/tollgate/index"
 	"github.com/tollgate-registry/tollgate/scan"
+	"github.com/tollgate-registry/tollgate/scan/match"
 )
 
 // Adapters from the real stores to the lifecycle's small interfaces.
@@ -101,7 +104,68 @@ func (p PipelineScanner) Scan(ctx context.Context, req ScanRequest) (Result, err
 	if err != nil {
 		return Result{}, fmt.Errorf("lifecycle: match %s: %w", req.Image, err)
 	}
-	return Result{Reason: scan.ReasonSuccessful, Platform: inv.Platform, Findings: len(rr.Created) + len(rr.Updated) + rr.Observed}, nil
+	res := Result{Reason: scan.ReasonSuccessful, Platform: inv.Platform, Findings: len(rr.Created) + len(rr.Updated) + rr.Observed}
+	res.Reason, res.Message = Outcome(inv)
+	return res, nil
+}
+
+// Outcome is the coverage reason and message a scanned inventory gives
+// (language packages are matched in every case):
+//   - an OS with no advisory source (match.SupportedOS): UNSUPPORTED_OS;
+//   - otherwise a layer that could not be read whole: the most severe of
+//     its errors' reasons (CORRUPT_LAYER, LIMIT_EXCEEDED, ANALYZER_PANIC),
+//     the message naming each layer and what failed;
+//   - otherwise SUCCESSFUL; other layer errors (an analyzer that could not
+//     parse one file, say) are only listed in the message.
+func Outcome(inv *scan.Inventory) (scan.Reason, string) {
+	reason := scan.ReasonSuccessful
+	for _, r := range []scan.Reason{scan.ReasonCorruptLayer, scan.ReasonLimitExceeded, scan.ReasonAnalyzerPanic} {
+		if reason == scan.ReasonSuccessful && slices.ContainsFunc(inv.Errors, func(e scan.LayerError) bool { return e.Reason == r }) {
+			reason = r
+		}
+	}
+	msg := LayerErrors(inv.Errors)
+	if inv.OS != nil && !match.SupportedOS(inv.OS) {
+		m := "no advisory source for " + osName(inv.OS) + "; only language packages are matched"
+		if msg != "" {
+			m += "; " + msg
+		}
+		return scan.ReasonUnsupportedOS, m
+	}
+	return reason, msg
+}
+
+// LayerErrors summarises layer errors for a coverage message: each names its
+// layer, reason, analyzer and path; at most 3, then how many more.
+func LayerErrors(errs []scan.LayerError) string {
+	const show = 3
+	var parts []string
+	for i, e := range errs {
+		if i == show {
+			parts = append(parts, fmt.Sprintf("and %d more layer errors", len(errs)-show))
+			break
+		}
+		s := "layer " + e.Layer.String()
+		if e.Layer == "" {
+			s = "layer"
+		}
+		s += ": " + string(e.Reason)
+		if e.Analyzer != "" {
+			s += " (analyzer " + e.Analyzer + ")"
+		}
+		if e.Path != "" && e.Path != e.Layer.String() {
+			s += " at /" + strings.TrimPrefix(e.Path, "/")
+		}
+		parts = append(parts, s+": "+e.Message)
+	}
+	return strings.Join(parts, "; ")
+}
+
+func osName(os *scan.OSRelease) string {
+	if os.PrettyName != "" {
+		return os.PrettyName + " (ID=" + os.ID + ")"
+	}
+	return strings.TrimSpace("ID=" + os.ID + " " + os.VersionID)
 }
 
 func (p PipelineScanner) assemble(ctx context.Context, req ScanRequest) (*scan.Inventory, error) {

@@ -84,7 +84,10 @@ type ScanRequest struct {
 
 // Result is the outcome of one scan.
 type Result struct {
-	Reason   scan.Reason // SUCCESSFUL, or a permanent UNSUPPORTED_* reason
+	// Reason is SUCCESSFUL; CORRUPT_LAYER, LIMIT_EXCEEDED or ANALYZER_PANIC
+	// for a scan that read only part of the image (coverage stays ACTIVE);
+	// or a permanent UNSUPPORTED_* reason (INACTIVE).
+	Reason   scan.Reason
 	Message  string
 	Platform scan.Platform
 	Findings int // active findings after the scan

@@ -199,14 +199,20 @@ func (s *Service) work(ctx context.Context, job *index.Job) error {
 		return nil // shutting down: the lease stays, Recover frees it at the next start
 	}
 	now := s.now()
-	if scanErr == nil && (res.Reason == "" || res.Reason == scan.ReasonSuccessful) {
+	if scanErr == nil && (res.Reason == "" || res.Reason == scan.ReasonSuccessful || partial(res.Reason)) {
+		// Scanned (partly, when a layer could not be read whole: the
+		// image stays monitored under that reason, with its message).
+		reason := scannedReason(st.Freq)
+		if partial(res.Reason) {
+			reason = res.Reason
+		}
 		live := true
 		_, err := s.covs.Update(ctx, st.Digest, func(cv *index.Coverage, _ bool) (bool, error) {
 			if live = !deactivated(cv); !live {
 				return false, nil
 			}
 			cv.ScanType, cv.ScanFrequency = ScanTypePackage, st.Freq
-			cv.StatusCode, cv.Reason, cv.Message = index.StatusActive, scannedReason(st.Freq), ""
+			cv.StatusCode, cv.Reason, cv.Message = index.StatusActive, reason, res.Message
 			if res.Platform != (scan.Platform{}) {
 				cv.Platform = res.Platform
 			} else if cv.Platform == (scan.Platform{}) {
@@ -222,7 +228,11 @@ func (s *Service) work(ctx context.Context, job *index.Job) error {
 		if !live {
 			return s.lostRace(ctx, job, st, now)
 		}
-		log.Info().Int("findings", res.Findings).Msg("scan complete")
+		if reason != scannedReason(st.Freq) {
+			log.Warn().Str("reason", string(reason)).Str("message", res.Message).Int("findings", res.Findings).Msg("scan complete, but a layer could not be read whole")
+		} else {
+			log.Info().Int("findings", res.Findings).Msg("scan complete")
+		}
 		return s.queue.Ack(ctx, job, now)
 	}
 	reason, msg, permanent := res.Reason, res.Message, true
@@ -240,6 +250,13 @@ func (s *Service) work(ctx context.Context, job *index.Job) error {
 		log.Warn().Str("reason", string(reason)).Str("message", msg).Msg("image cannot be scanned")
 		if _, err := s.setLive(ctx, st, index.StatusInactive, reason, msg); err != nil {
 			return err
+		}
+		if scanErr == nil && res.Findings > 0 {
+			// Matched anyway (an UNSUPPORTED_OS image's language packages):
+			// its findings are readable as those of a scan.
+			if err := s.markScanned(ctx, st, now); err != nil {
+				return err
+			}
 		}
 		return s.queue.Ack(ctx, job, now)
 	}
@@ -281,6 +298,27 @@ func deactivated(cv *index.Coverage) bool {
 		return true
 	}
 	return false
+}
+
+// partial reports the reasons of a scan that read only part of an image
+// (scan.LayerError reasons, see Outcome): the coverage stays ACTIVE.
+func partial(r scan.Reason) bool {
+	return r == scan.ReasonCorruptLayer || r == scan.ReasonLimitExceeded || r == scan.ReasonAnalyzerPanic
+}
+
+// markScanned sets lastScannedAt of st's coverage unless it was deactivated.
+func (s *Service) markScanned(ctx context.Context, st *imageState, at time.Time) error {
+	_, err := s.covs.Update(ctx, st.Digest, func(cv *index.Coverage, exists bool) (bool, error) {
+		if !exists || deactivated(cv) {
+			return false, nil
+		}
+		cv.LastScannedAt = &at
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("lifecycle: coverage %s: %w", st.Digest, err)
+	}
+	return nil
 }
 
 // setLive is setStatus unless the image was deactivated meanwhile; ok is

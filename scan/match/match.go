@@ -82,6 +82,8 @@ func Keys(inv *scan.Inventory) []PackageKey {
 // (Debian, Ubuntu, Alpine, AlmaLinux, Rocky, RHEL, Wolfi, Chainguard, SUSE,
 // openSUSE, Mageia, openEuler). An image without os-release (nil: static
 // binaries, distroless) is supported: its language packages are matched.
+// OSes scan resolves but no feed covers (Amazon Linux, CentOS, Fedora,
+// Photon, Mariner/Azure Linux) are not.
 // When it returns false the caller records scan status UNSUPPORTED_OS.
 func SupportedOS(os *scan.OSRelease) bool {
 	if os == nil || os.ID == "" {
@@ -89,7 +91,7 @@ func SupportedOS(os *scan.OSRelease) bool {
 	}
 	switch strings.ToLower(os.ID) {
 	case "debian", "ubuntu", "alpine", "almalinux", "rocky", "rhel", "wolfi", "chainguard",
-		"sles", "opensuse-leap", "opensuse-tumbleweed", "opensuse", "mageia", "openeuler":
+		"sles", "sled", "sle-micro", "sles_sap", "opensuse-leap", "opensuse-tumbleweed", "opensuse", "mageia", "openeuler":
 		return true
 	}
 	return false

@@ -204,7 +204,9 @@ func TestRangeRules(t *testing.T) {
 }
 
 func TestSupportedOS(t *testing.T) {
-	for id, want := range map[string]bool{"debian": true, "alpine": true, "almalinux": true, "ubuntu": true, "arch": false, "gentoo": false} {
+	for id, want := range map[string]bool{"debian": true, "alpine": true, "almalinux": true, "ubuntu": true, "arch": false, "gentoo": false,
+		// every ID scan resolves into a SUSE feed ecosystem; none for Amazon Linux in tollgate's feeds
+		"sles": true, "sled": true, "sle-micro": true, "sles_sap": true, "opensuse-leap": true, "amzn": false} {
 		if got := SupportedOS(&scan.OSRelease{ID: id}); got != want {
 			t.Errorf("%s: %v", id, got)
 		}
