@@ -84,7 +84,15 @@ func newServeCmd(g *globals) *cobra.Command {
 		Long: `Run the OCI registry proxy on --listen (default :5000) in front of the
 embedded registry (data under --data-dir), or of --upstream; with --mirror a
 read-only pull-through mirror (default upstream: Docker Hub). The admin API
-listens on --admin-listen (default 127.0.0.1:5001).`,
+listens on --admin-listen (default 127.0.0.1:5001).
+
+Admin API authentication: a bearer token (admin.token, env
+TOLLGATE_ADMIN_TOKEN) and/or SigV4 access keys (admin.accessKeys, env
+TOLLGATE_ADMIN_ACCESS_KEY_ID + TOLLGATE_ADMIN_SECRET_ACCESS_KEY; service
+inspector2, ecr or tollgate, any region). With neither configured, serve
+generates a token into <data-dir>/admin-token (mode 0600, kept across
+restarts); the tollgate CLI reads it with the same --data-dir, or uses
+--token / TOLLGATE_ADMIN_TOKEN, or signs with the key variables above.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.load(cmd)
