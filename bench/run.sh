@@ -70,10 +70,13 @@ want proxy && step proxy proxy
 # 2. Shared images through tollgate with scanning on ÷ direct, and the time
 #    from each manifest PUT's answer to its scan being listed.
 shared() {
-	local out="$RES/shared-images-$DATE$SUFFIX.txt"
+	local out="$RES/shared-images-$DATE$SUFFIX.txt" off="$RES/shared-images-scan-off-$DATE$SUFFIX.txt"
 	TOLLGATE_BENCH_ROUNDS=$ROUNDS TOLLGATE_BENCH_OUT="$PWD/$out" \
 		go test -tags e2e -run '^$' -bench SharedImages -benchtime 1x -timeout 60m ./e2e/ >/dev/null
-	cat "$out"
+	# the same with scan.enabled: false, to separate the proxy's own cost
+	TOLLGATE_BENCH_SCAN=off TOLLGATE_BENCH_ROUNDS=$ROUNDS TOLLGATE_BENCH_OUT="$PWD/$off" \
+		go test -tags e2e -run '^$' -bench SharedImages -benchtime 1x -timeout 60m ./e2e/ >/dev/null
+	cat "$out" "$off"
 }
 want shared && step shared shared
 
@@ -138,7 +141,7 @@ want go && step go gobench
 {
 	echo "tollgate benchmarks, $(date -u +%FT%TZ)${QUICK:+ (QUICK)}: ${ran[*]:-none}"
 	machine
-	for n in proxy shared-images analysis match; do
+	for n in proxy shared-images shared-images-scan-off analysis match; do
 		f="$RES/$n-$DATE$SUFFIX.txt"
 		[ -f "$f" ] || continue
 		echo
