@@ -211,3 +211,19 @@ func TestPipelineUnsupportedOS(t *testing.T) {
 		})
 	}
 }
+
+// An UNSUPPORTED_OS image's language findings follow the eligibility
+// windows like any monitored image's: closed when they lapse.
+func TestUnsupportedOSFindingsExpire(t *testing.T) {
+	h, f, store := pipelineHarness(t)
+	d := f.add(t, ociImage(t, tarLayer(t, map[string]string{"etc/os-release": "ID=arch\n",
+		"app/node_modules/lodash/package.json": lodash})))
+	h.push("app", d)
+	h.drain()
+	require.Equal(t, "INACTIVE/UNSUPPORTED_OS", h.status(d))
+	require.Len(t, activeFindings(t, store, d), 1)
+	h.clock.Advance(15 * day)
+	h.sweep()
+	assert.Equal(t, "INACTIVE/SCAN_ELIGIBILITY_EXPIRED", h.status(d))
+	assert.Empty(t, activeFindings(t, store, d), "findings closed")
+}

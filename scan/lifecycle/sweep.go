@@ -191,6 +191,10 @@ func (s *Service) sweepImage(ctx context.Context, c index.ScanningConfiguration,
 		case retryable(cov.Reason) && !ok:
 			stats.Expired++
 			return s.expire(ctx, st, cov)
+		case cov.Reason == scan.ReasonUnsupportedOS && cov.LastScannedAt != nil && !ok:
+			// Its language findings lapse with the windows like any others.
+			stats.Expired++
+			return s.expire(ctx, st, cov)
 		case retryable(cov.Reason) && !hasJob:
 			stats.Requeued++
 			return s.schedule(ctx, st, "", TriggerRetry)
