@@ -100,6 +100,13 @@ func wireScanWith(ctx context.Context, s *server, h scanHooks) error {
 	})
 	s.proxy.Teer = s.metrics.CountTee(newTrackedTeer(t, waits))
 	s.closers = append(s.closers, func(ctx context.Context) error {
+		// The listeners have stopped: an upload session no request is
+		// feeding (a cancelled push, no final PUT) will never finish, so
+		// its analysis ends now; only analyses with all their bytes in are
+		// waited for.
+		if n := t.CancelIdleUploads(); n > 0 {
+			s.log.Info().Str("op", "shutdown").Int("sessions", n).Msg("unfinished upload sessions cancelled; not analysed")
+		}
 		done := make(chan struct{})
 		go func() { t.Wait(); close(done) }()
 		select {

@@ -99,6 +99,35 @@ func New(opts Options) *Teer {
 // Wait blocks until every running analysis has finished (shutdown, tests).
 func (t *Teer) Wait() { t.wg.Wait() }
 
+// CancelIdleUploads cancels every upload session no request is delivering
+// bytes to right now, and returns how many it cancelled. At shutdown, after
+// the listeners stopped, nothing will finish such a session (a client that
+// abandoned a chunked upload never sends the final PUT), so its analysis
+// would otherwise run until IdleTimeout; cancelled, it ends at once, and
+// Wait then waits only for analyses whose bytes are all in. A request that
+// later continues a cancelled session is not teed (its layer is scanned
+// from the registry).
+func (t *Teer) CancelIdleUploads() int {
+	var idle []*blob
+	t.mu.Lock()
+	for k, b := range t.sessions {
+		b.mu.Lock()
+		if b.active == 0 {
+			idle = append(idle, b)
+			delete(t.sessions, k)
+		}
+		b.mu.Unlock()
+	}
+	t.mu.Unlock()
+	for _, b := range idle {
+		b.mu.Lock()
+		b.detachLocked("")
+		b.mu.Unlock()
+		b.end("")
+	}
+	return len(idle)
+}
+
 // Detach reasons.
 const (
 	ReasonBehind     = "analysis fell behind the transfer"
@@ -161,6 +190,7 @@ func (t *Teer) Upload(ctx context.Context, repo, session string, offset int64) s
 		b.detachLocked(ReasonGap)
 		return nil
 	}
+	b.active++
 	return &uploadSink{b: b}
 }
 
@@ -252,6 +282,7 @@ type blob struct {
 	buffered int64
 	next     int64 // bytes received so far (the next expected upload offset)
 	closed   bool  // the writer has delivered every byte
+	active   int   // upload requests in progress (sinks not yet Done)
 	detached bool
 	reason   string // why it detached; "" for a silent drop (not a layer)
 
@@ -466,10 +497,11 @@ func (s *uploadSink) Write(p []byte) (int, error) { s.b.write(p); return len(p),
 
 func (s *uploadSink) Done(complete bool) {
 	s.once.Do(func() {
+		s.b.mu.Lock()
+		s.b.active--
 		if !complete {
-			s.b.mu.Lock()
 			s.b.detachLocked(ReasonIncomplete)
-			s.b.mu.Unlock()
 		}
+		s.b.mu.Unlock()
 	})
 }

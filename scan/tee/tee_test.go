@@ -293,3 +293,38 @@ func TestBusyWorkersDeferPull(t *testing.T) {
 		t.Fatalf("deferred %v", got)
 	}
 }
+
+// TestCancelIdleUploads: at shutdown, a session whose client went away after
+// a PATCH is cancelled (its analysis ends, Wait returns); a session with a
+// request still delivering bytes is kept and commits as usual.
+func TestCancelIdleUploads(t *testing.T) {
+	st, rec := &memStore{}, &recorder{}
+	tee := newTeer(st, rec, analyzer.Default(analyzer.Options{}), 8<<20)
+	ctx := context.Background()
+	abandoned := layer(t, 100_000)
+	s1 := tee.Upload(ctx, "r", "gone", 0)
+	feed(s1, abandoned[:len(abandoned)/2], 4096)
+	s1.Done(true)
+
+	b := layer(t, 50_000)
+	d := digest.FromBytes(b)
+	s2 := tee.Upload(ctx, "r", "busy", 0)
+	feed(s2, b[:len(b)/2], 4096)
+
+	if n := tee.CancelIdleUploads(); n != 1 {
+		t.Fatalf("cancelled %d sessions, want 1 (the abandoned one)", n)
+	}
+	feed(s2, b[len(b)/2:], 4096)
+	s2.Done(true)
+	tee.UploadDone(ctx, "r", "busy", d)
+	tee.Wait() // returns: the abandoned session's analysis ended
+	if li := st.get(d); li == nil || len(li.Packages) != 1 {
+		t.Fatalf("the in-progress upload was not analysed: %+v", li)
+	}
+	if s := tee.Upload(ctx, "r", "gone", int64(len(abandoned)/2)); s != nil {
+		t.Fatal("a cancelled session was teed again")
+	}
+	if got := rec.list(); len(got) != 0 {
+		t.Fatalf("deferrals %+v", got)
+	}
+}
