@@ -220,6 +220,9 @@ func applyPushPull(txn *badger.Txn, ev Event, m *parsedManifest) (*ImageRecord, 
 			rec.MediaType = m.MediaType
 		}
 		rec.Subject = m.subject()
+		if n := m.imageSize(); n > 0 {
+			rec.ImageSize = n
+		}
 		if m.isIndex() {
 			rec.Index = true
 			rec.Children = rec.Children[:0]

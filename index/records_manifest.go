@@ -14,6 +14,7 @@ type parsedManifest struct {
 	MediaType    string            `json:"mediaType"`
 	ArtifactType string            `json:"artifactType"`
 	Config       *descriptor       `json:"config"`
+	Layers       []descriptor      `json:"layers"`
 	Manifests    []descriptor      `json:"manifests"`
 	Subject      *descriptor       `json:"subject"`
 	Annotations  map[string]string `json:"annotations"`
@@ -52,6 +53,19 @@ func (m *parsedManifest) isIndex() bool {
 		return true
 	}
 	return m.MediaType == "" && len(m.Manifests) > 0
+}
+
+// imageSize is the size of an image manifest's config and layers; 0 for an
+// index or a manifest without a config.
+func (m *parsedManifest) imageSize() int64 {
+	if m.isIndex() || m.Config == nil {
+		return 0
+	}
+	n := max(m.Config.Size, 0)
+	for _, l := range m.Layers {
+		n += max(l.Size, 0)
+	}
+	return n
 }
 
 func (m *parsedManifest) subject() digest.Digest {

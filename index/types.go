@@ -24,6 +24,11 @@ type ImageRecord struct {
 	// Subject is the manifest's OCI subject (referrers), if any.
 	Subject digest.Digest `json:"subject,omitempty"`
 	Repos   []RepoImage   `json:"repos"`
+	// ImageSize is the image's size in the registry: its config and layer
+	// sizes summed from the pushed or pulled manifest (Size is the
+	// manifest's own). 0 for indexes and for records made before it was
+	// recorded.
+	ImageSize int64 `json:"imageSize,omitempty"`
 }
 
 // ChildImage is one entry of an image index.

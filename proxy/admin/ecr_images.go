@@ -249,7 +249,7 @@ func (a *API) ecrDescribeImages(ctx context.Context, body []byte) (any, error) {
 		d := ecrtypes.ImageDetail{
 			RegistryId: aws.String(a.o.AccountID), RepositoryName: aws.String(repo),
 			ImageDigest: aws.String(im.rec.Digest.String()), ImageTags: im.ri.Tags,
-			ImageSizeInBytes: aws.Int64(im.rec.Size), ImageManifestMediaType: optString(im.rec.MediaType),
+			ImageSizeInBytes: aws.Int64(ecrImageSize(im, imgs)), ImageManifestMediaType: optString(im.rec.MediaType),
 			ImagePushedAt: timePtr(im.ri.PushedAt), LastRecordedPullTime: im.ri.LastPulledAt,
 			ImageScanStatus: ecrScanStatus(cov, im.ri), ImageStatus: ecrtypes.ImageStatusActive,
 			LastArchivedAt: im.ri.ArchivedAt,
