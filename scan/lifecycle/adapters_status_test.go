@@ -227,3 +227,22 @@ func TestUnsupportedOSFindingsExpire(t *testing.T) {
 	assert.Equal(t, "INACTIVE/SCAN_ELIGIBILITY_EXPIRED", h.status(d))
 	assert.Empty(t, activeFindings(t, store, d), "findings closed")
 }
+
+// A partly scanned image keeps its reason and message when its repository
+// moves from CONTINUOUS_SCAN to SCAN_ON_PUSH; only the frequency changes.
+func TestPartialScanFollowsFrequencyChange(t *testing.T) {
+	h := newHarness(t, nil)
+	d := dg("partial")
+	msg := "layer sha256:0123: CORRUPT_LAYER: unexpected EOF"
+	h.scanner.result[d] = Result{Reason: scan.ReasonCorruptLayer, Message: msg}
+	h.push("app", d)
+	h.drain()
+	require.Equal(t, "ACTIVE/CORRUPT_LAYER", h.status(d))
+	_, err := h.svc.PutRegistryScanningConfiguration(h.ctx, RegistryScanningConfiguration{ScanType: ScanTypeEnhanced,
+		Rules: []index.ScanningRule{rule(FreqScanOnPush, "*")}})
+	require.NoError(t, err)
+	h.sweep()
+	assert.Equal(t, "ACTIVE/CORRUPT_LAYER", h.status(d))
+	assert.Equal(t, FreqScanOnPush, h.cov(d).ScanFrequency)
+	assert.Equal(t, msg, h.cov(d).Message)
+}

@@ -158,6 +158,8 @@ func (s *Service) sweepImage(ctx context.Context, c index.ScanningConfiguration,
 			return s.setStatus(ctx, st, index.StatusInactive, scan.ReasonScanFrequencyScanOnPush, "")
 		case cov.ScanFrequency == FreqContinuous && cov.Reason == scan.ReasonSuccessful:
 			return s.setStatus(ctx, st, index.StatusActive, scan.ReasonScanFrequencyScanOnPush, "")
+		case cov.ScanFrequency == FreqContinuous && partial(cov.Reason):
+			return s.setStatus(ctx, st, index.StatusActive, cov.Reason, cov.Message) // the frequency changes
 		case (pending(cov.Reason) || retryable(cov.Reason)) && !hasJob:
 			stats.Requeued++
 			return s.schedule(ctx, st, "", TriggerRetry)
