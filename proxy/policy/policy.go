@@ -289,8 +289,8 @@ func (p *Policy) ensureScanned(ctx context.Context, repo string, images []digest
 		case err != nil && !errors.Is(err, index.ErrNotFound):
 			out[i].err = fmt.Errorf("policy: coverage of %s: %w", image, err)
 			continue
-		case c != nil && isUnsupported(c.Reason):
-			continue
+		case c != nil && isUnsupported(c.Reason) && c.LastScannedAt == nil:
+			continue // nothing was matched (an UNSUPPORTED_OS image's language findings are)
 		case c != nil && c.LastScannedAt != nil:
 			out[i].scanned = true
 			continue
