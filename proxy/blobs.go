@@ -168,6 +168,15 @@ func (p *Proxy) upload(w http.ResponseWriter, r *http.Request, rt route, up upst
 		if r.Method == http.MethodPut {
 			p.uploadEnded(ctx, repo, session, "")
 		}
+		if body != nil && body.incomplete() {
+			// The client sent less than its Content-Length and closed its
+			// side (a push killed mid-layer): the request context ends with
+			// it, but the client may still read, and a handler that returns
+			// without answering would tell it 200 OK.
+			WriteError(w, r, errorf(http.StatusBadRequest, CodeBlobUploadInvalid,
+				"request body incomplete: %d of %d bytes received", body.n.Load(), r.ContentLength))
+			return
+		}
 		p.writeRoundTripError(w, r, err)
 		return
 	}
@@ -286,6 +295,7 @@ type teeBody struct {
 	sink   scan.BlobSink
 	n      atomic.Int64
 	eof    atomic.Bool
+	failed atomic.Bool // reading the client's body failed (not io.EOF)
 	once   sync.Once
 	closed chan struct{}
 }
@@ -304,9 +314,16 @@ func (t *teeBody) Read(b []byte) (int, error) {
 	}
 	if err == io.EOF {
 		t.eof.Store(true)
+	} else if err != nil {
+		t.failed.Store(true)
 	}
 	return n, err
 }
+
+// incomplete reports whether reading the client's body failed (it ended
+// before its Content-Length, or the connection broke): not an upstream
+// failure.
+func (t *teeBody) incomplete() bool { return t.failed.Load() }
 
 // Close ends the sink's share; the client's body itself is closed by the
 // server.
