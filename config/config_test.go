@@ -49,3 +49,43 @@ func TestValidateRejects(t *testing.T) {
 		})
 	}
 }
+
+// TestReferenceConfigIsTheDefault keeps the README's configuration
+// reference honest: testdata/config/reference.yaml is the README's block
+// verbatim, it loads under the strict decoder, and it says exactly what
+// Default() does.
+func TestReferenceConfigIsTheDefault(t *testing.T) {
+	ref := filepath.Join("..", "testdata", "config", "reference.yaml")
+	want, err := os.ReadFile(ref)
+	require.NoError(t, err)
+	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	require.NoError(t, err)
+	assert.Contains(t, string(readme), "```yaml\n"+string(want)+"```",
+		"README's configuration reference and testdata/config/reference.yaml differ")
+
+	c, err := Load(ref, []string{})
+	require.NoError(t, err)
+	require.NoError(t, c.Validate())
+	assert.Equal(t, normalise(Default()), normalise(c))
+}
+
+// normalise maps empty slices and maps to nil so that `[]` in YAML and an
+// unset default compare equal.
+func normalise(c Config) Config {
+	if len(c.DB.Ecosystems) == 0 {
+		c.DB.Ecosystems = nil
+	}
+	if len(c.Upstream.Registries) == 0 {
+		c.Upstream.Registries = nil
+	}
+	if len(c.Admin.AccessKeys) == 0 {
+		c.Admin.AccessKeys = nil
+	}
+	if len(c.Admin.Webhooks) == 0 {
+		c.Admin.Webhooks = nil
+	}
+	if len(c.Policy) == 0 {
+		c.Policy = nil
+	}
+	return c
+}
