@@ -37,6 +37,23 @@ func (s Severity) Rank() int {
 	return 0
 }
 
+// SeverityFromScore maps a CVSS base score to Inspector's severity using the
+// CVSS v3/v4 qualitative scale: 9.0–10 CRITICAL, 7.0–8.9 HIGH, 4.0–6.9
+// MEDIUM, 0.1–3.9 LOW, 0 INFORMATIONAL.
+func SeverityFromScore(score float64) Severity {
+	switch {
+	case score >= 9.0:
+		return SeverityCritical
+	case score >= 7.0:
+		return SeverityHigh
+	case score >= 4.0:
+		return SeverityMedium
+	case score > 0:
+		return SeverityLow
+	}
+	return SeverityInformational
+}
+
 // FindingStatus is ACTIVE, SUPPRESSED or CLOSED.
 type FindingStatus string
 

@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
-	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/tollgate-registry/tollgate/index"
 	"github.com/tollgate-registry/tollgate/scan"
+	"github.com/tollgate-registry/tollgate/scan/lifecycle"
 )
 
 // Coverage: Inspector's ListCoverage and ListCoverageStatistics
@@ -72,17 +71,6 @@ var coverageSchema = &schema[*coverageView]{
 	},
 }
 
-// wildcardMatch is ECR's WILDCARD repository filter: '*' matches any run
-// of characters (including '/'), everything else literally.
-func wildcardMatch(pattern, name string) bool {
-	parts := strings.Split(pattern, "*")
-	for i := range parts {
-		parts[i] = regexp.QuoteMeta(parts[i])
-	}
-	re, err := regexp.Compile("^" + strings.Join(parts, ".*") + "$")
-	return err == nil && re.MatchString(name)
-}
-
 // scanFrequency is the frequency the configuration gives repo: the first
 // rule with a matching filter (as scan/lifecycle decides); "" when none.
 func scanFrequency(c *ScanningConfiguration, repo string) string {
@@ -98,7 +86,7 @@ func ruleFor(c *ScanningConfiguration, repo string) (string, []string) {
 	for _, r := range c.Rules {
 		var matched []string
 		for _, f := range r.RepositoryFilters {
-			if wildcardMatch(f, repo) {
+			if lifecycle.WildcardMatch(f, repo) {
 				matched = append(matched, f)
 			}
 		}

@@ -27,6 +27,7 @@ import (
 	"github.com/tollgate-registry/tollgate/config"
 	"github.com/tollgate-registry/tollgate/index"
 	"github.com/tollgate-registry/tollgate/scan"
+	"github.com/tollgate-registry/tollgate/scan/lifecycle"
 )
 
 // Rule is one pull policy rule.
@@ -134,7 +135,7 @@ func (p *Policy) Rule(repo string) *Rule {
 		if f == "" {
 			f = "*"
 		}
-		if !Match(f, repo) {
+		if !lifecycle.WildcardMatch(f, repo) {
 			continue
 		}
 		if best == nil || r.Severity.Rank() < best.Severity.Rank() {
@@ -142,29 +143,6 @@ func (p *Policy) Rule(repo string) *Rule {
 		}
 	}
 	return best
-}
-
-// Match reports whether name matches the ECR wildcard pattern, where '*'
-// matches any run of characters (including '/') and everything else matches
-// itself.
-func Match(pattern, name string) bool {
-	parts := strings.Split(pattern, "*")
-	if len(parts) == 1 {
-		return pattern == name
-	}
-	if !strings.HasPrefix(name, parts[0]) {
-		return false
-	}
-	name = name[len(parts[0]):]
-	last := parts[len(parts)-1]
-	for _, part := range parts[1 : len(parts)-1] {
-		i := strings.Index(name, part)
-		if i < 0 {
-			return false
-		}
-		name = name[i+len(part):]
-	}
-	return len(name) >= len(last) && strings.HasSuffix(name, last)
 }
 
 // Decision is the outcome of evaluating one pull.

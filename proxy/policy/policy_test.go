@@ -14,6 +14,7 @@ import (
 	"github.com/tollgate-registry/tollgate/index"
 	"github.com/tollgate-registry/tollgate/proxy"
 	"github.com/tollgate-registry/tollgate/scan"
+	"github.com/tollgate-registry/tollgate/scan/lifecycle"
 )
 
 // world is a fake findings + coverage store with a scanner that "finds"
@@ -287,7 +288,7 @@ func TestMatch(t *testing.T) {
 		{"exact", "exactly", false},
 		{"a*a", "a", false},
 	} {
-		require.Equal(t, tc.want, Match(tc.pattern, tc.name), "%q ~ %q", tc.pattern, tc.name)
+		require.Equal(t, tc.want, lifecycle.WildcardMatch(tc.pattern, tc.name), "%q ~ %q", tc.pattern, tc.name)
 	}
 }
 

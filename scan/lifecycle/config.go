@@ -299,7 +299,7 @@ func (s *Service) RepositoryScanning(ctx context.Context, repo string) (Reposito
 func frequencyFor(c index.ScanningConfiguration, repo string) (string, *index.ScanningRule) {
 	for i := range c.Rules {
 		for _, f := range c.Rules[i].RepositoryFilters {
-			if wildcardMatch(f.Filter, repo) {
+			if WildcardMatch(f.Filter, repo) {
 				return c.Rules[i].ScanFrequency, &c.Rules[i]
 			}
 		}
@@ -307,9 +307,12 @@ func frequencyFor(c index.ScanningConfiguration, repo string) (string, *index.Sc
 	return FreqManual, nil
 }
 
-// wildcardMatch reports whether name matches pattern, where '*' matches any
-// run of characters (including '/') and everything else matches itself.
-func wildcardMatch(pattern, name string) bool {
+// WildcardMatch reports whether repository name matches an ECR WILDCARD
+// repository filter (ScanningRepositoryFilter, filterType WILDCARD): '*'
+// matches any run of characters (including '/'), everything else matches
+// itself. The scanning rules, the admin API's filters and the pull policy
+// all use it.
+func WildcardMatch(pattern, name string) bool {
 	parts := strings.Split(pattern, "*")
 	if len(parts) == 1 {
 		return pattern == name

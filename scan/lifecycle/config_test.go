@@ -51,7 +51,7 @@ func TestWildcardMatch(t *testing.T) {
 		{"ab*ba", "aba", false}, {"ab*ba", "abba", true}, {"x", "x", true}, {"x", "xx", false},
 	}
 	for _, tt := range tests {
-		assert.Equal(t, tt.want, wildcardMatch(tt.pattern, tt.name), "%q ~ %q", tt.pattern, tt.name)
+		assert.Equal(t, tt.want, WildcardMatch(tt.pattern, tt.name), "%q ~ %q", tt.pattern, tt.name)
 	}
 }
 

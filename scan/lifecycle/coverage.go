@@ -52,7 +52,7 @@ type CoverageFilter struct {
 }
 
 func (f *CoverageFilter) match(ci *CoveredImage) bool {
-	if len(f.Repositories) > 0 && !slices.ContainsFunc(f.Repositories, func(p string) bool { return wildcardMatch(p, ci.Repository) }) {
+	if len(f.Repositories) > 0 && !slices.ContainsFunc(f.Repositories, func(p string) bool { return WildcardMatch(p, ci.Repository) }) {
 		return false
 	}
 	if len(f.Digests) > 0 && !slices.Contains(f.Digests, ci.Digest) && (ci.Parent == "" || !slices.Contains(f.Digests, ci.Parent)) {

@@ -221,7 +221,7 @@ func TestSeverityMapping(t *testing.T) {
 		score float64
 		want  scan.Severity
 	}{{9.8, scan.SeverityCritical}, {9.0, scan.SeverityCritical}, {8.9, scan.SeverityHigh}, {7.0, scan.SeverityHigh}, {6.9, scan.SeverityMedium}, {4.0, scan.SeverityMedium}, {3.9, scan.SeverityLow}, {0.1, scan.SeverityLow}, {0, scan.SeverityInformational}} {
-		if got := SeverityFromScore(tc.score); got != tc.want {
+		if got := scan.SeverityFromScore(tc.score); got != tc.want {
 			t.Errorf("%v → %s, want %s", tc.score, got, tc.want)
 		}
 	}

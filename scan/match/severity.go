@@ -56,23 +56,6 @@ func CVSSScores(ss []SeverityScore) []scan.CVSS {
 	return out
 }
 
-// SeverityFromScore maps a CVSS base score to Inspector's severity using the
-// CVSS v3/v4 qualitative scale: 9.0–10 CRITICAL, 7.0–8.9 HIGH, 4.0–6.9
-// MEDIUM, 0.1–3.9 LOW, 0 INFORMATIONAL.
-func SeverityFromScore(score float64) scan.Severity {
-	switch {
-	case score >= 9.0:
-		return scan.SeverityCritical
-	case score >= 7.0:
-		return scan.SeverityHigh
-	case score >= 4.0:
-		return scan.SeverityMedium
-	case score > 0:
-		return scan.SeverityLow
-	}
-	return scan.SeverityInformational
-}
-
 // SeverityFromVendor maps a vendor's word (GHSA's database_specific.severity,
 // Red Hat/AlmaLinux "Important", Ubuntu/Debian priorities) to Inspector's
 // severity; unknown words give UNTRIAGED.
@@ -135,7 +118,7 @@ func severityOf(cvss []scan.CVSS, vendor string) scan.Severity {
 	}
 	for _, m := range []string{"4", "3", "2"} {
 		if s, ok := best[m]; ok {
-			return SeverityFromScore(s)
+			return scan.SeverityFromScore(s)
 		}
 	}
 	if vendor != "" {

@@ -91,7 +91,7 @@ func newVuln(f scan.Finding) *cdx.Vulnerability {
 	var ratings []cdx.VulnerabilityRating
 	for _, c := range f.CVSS {
 		score := c.BaseScore
-		r := cdx.VulnerabilityRating{Score: &score, Vector: c.Vector, Severity: cdxSeverity(severityOfScore(score))}
+		r := cdx.VulnerabilityRating{Score: &score, Vector: c.Vector, Severity: cdxSeverity(scan.SeverityFromScore(score))}
 		switch {
 		case strings.HasPrefix(c.Version, "4"):
 			r.Method = cdx.ScoringMethodCVSSv4
@@ -120,20 +120,6 @@ func newVuln(f scan.Finding) *cdx.Vulnerability {
 		v.References = &refs
 	}
 	return v
-}
-
-func severityOfScore(s float64) scan.Severity {
-	switch {
-	case s >= 9:
-		return scan.SeverityCritical
-	case s >= 7:
-		return scan.SeverityHigh
-	case s >= 4:
-		return scan.SeverityMedium
-	case s > 0:
-		return scan.SeverityLow
-	}
-	return scan.SeverityInformational
 }
 
 func cdxSeverity(s scan.Severity) cdx.Severity {
