@@ -20,30 +20,47 @@ func AccessLog(log zerolog.Logger, next http.Handler) http.Handler {
 			cr = &countingBody{ReadCloser: r.Body}
 			r.Body = cr
 		}
-		next.ServeHTTP(sw, r)
-		rt := parseRoute(r.URL.Path)
-		ev := log.Info()
-		if sw.status >= 500 {
-			ev = log.Warn()
-		}
-		ev = ev.Str("op", "access").Str("method", r.Method).Str("path", r.URL.Path).
-			Int("status", sw.statusCode()).Int64("bytes", sw.n).Dur("duration", time.Since(start))
-		if cr != nil {
-			ev = ev.Int64("in", cr.n)
-		}
-		if rt.repo != "" {
-			ev = ev.Str("repo", rt.repo)
-		}
-		if d, ok := rt.refDigest(); ok {
-			ev = ev.Str("digest", d.String())
-		} else if t := rt.tag(); t != "" && rt.kind == routeManifest {
-			ev = ev.Str("tag", t)
-			if d := w.Header().Get("Docker-Content-Digest"); d != "" {
-				ev = ev.Str("digest", d) // what the tag resolved to
+		// Logged in a defer so that a request the proxy aborts
+		// (http.ErrAbortHandler: the upstream broke off mid-body) still gets
+		// its line; the panic then goes on to net/http.
+		defer func() {
+			aborted := recover()
+			logAccess(log, w, r, sw, cr, start, aborted != nil)
+			if aborted != nil {
+				panic(aborted)
 			}
-		}
-		ev.Str("remote", r.RemoteAddr).Msg("request")
+		}()
+		next.ServeHTTP(sw, r)
 	})
+}
+
+// logAccess writes one access line for r.
+func logAccess(log zerolog.Logger, w http.ResponseWriter, r *http.Request, sw *statusWriter, cr *countingBody, start time.Time, aborted bool) {
+	rt := parseRoute(r.URL.Path)
+	ev := log.Info()
+	if sw.status >= 500 || aborted {
+		ev = log.Warn()
+	}
+	if aborted {
+		ev = ev.Bool("aborted", true)
+	}
+	ev = ev.Str("op", "access").Str("method", r.Method).Str("path", r.URL.Path).
+		Int("status", sw.statusCode()).Int64("bytes", sw.n).Dur("duration", time.Since(start))
+	if cr != nil {
+		ev = ev.Int64("in", cr.n)
+	}
+	if rt.repo != "" {
+		ev = ev.Str("repo", rt.repo)
+	}
+	if d, ok := rt.refDigest(); ok {
+		ev = ev.Str("digest", d.String())
+	} else if t := rt.tag(); t != "" && rt.kind == routeManifest {
+		ev = ev.Str("tag", t)
+		if d := w.Header().Get("Docker-Content-Digest"); d != "" {
+			ev = ev.Str("digest", d) // what the tag resolved to
+		}
+	}
+	ev.Str("remote", r.RemoteAddr).Msg("request")
 }
 
 type statusWriter struct {

@@ -470,9 +470,24 @@ func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, up upstream, resp 
 	}
 	if err != nil {
 		p.Logger.Debug().Err(err).Str("op", "relay").Str("repo", up.repo).Msg("body copy ended early")
+		var re *upstreamReadError
+		if errors.As(err, &re) {
+			// The upstream broke off mid-body. Returning normally would let
+			// net/http end a chunked response cleanly (a truncated blob
+			// passed off as complete); abort the connection instead, so the
+			// client fails exactly as it would talking to the upstream.
+			panic(http.ErrAbortHandler)
+		}
 	}
 	return n, complete
 }
+
+// upstreamReadError marks a body copy that failed reading the upstream (as
+// opposed to writing to the client).
+type upstreamReadError struct{ err error }
+
+func (e *upstreamReadError) Error() string { return "reading upstream body: " + e.err.Error() }
+func (e *upstreamReadError) Unwrap() error { return e.err }
 
 // copyBody is io.Copy from src to dst with a pooled buffer, handing each
 // chunk to sink (whose result is ignored) after it is read.
@@ -500,7 +515,7 @@ func (p *Proxy) copyBody(dst io.Writer, src io.Reader, sink scan.BlobSink) (int6
 			return n, nil
 		}
 		if rerr != nil {
-			return n, rerr
+			return n, &upstreamReadError{rerr}
 		}
 	}
 }
