@@ -21,14 +21,8 @@ import (
 func (p *Proxy) getManifest(w http.ResponseWriter, r *http.Request, rt route, up upstream) {
 	ctx, cancel := context.WithTimeout(r.Context(), p.timeout())
 	defer cancel()
-	out, err := p.outRequest(ctx, r, rt, up, nil, 0)
-	if err != nil {
-		WriteError(w, r, errorf(http.StatusBadRequest, CodeUnsupported, "bad request: %v", err))
-		return
-	}
-	resp, err := p.roundTrip(up, out)
-	if err != nil {
-		p.writeRoundTripError(w, r, err)
+	resp := p.exchange(ctx, w, r, rt, up, nil, 0)
+	if resp == nil {
 		return
 	}
 	defer resp.Body.Close()
@@ -126,14 +120,8 @@ func (p *Proxy) putManifest(w http.ResponseWriter, r *http.Request, rt route, up
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), p.timeout())
 	defer cancel()
-	out, err := p.outRequest(ctx, r, rt, up, bytes.NewReader(body), int64(len(body)))
-	if err != nil {
-		WriteError(w, r, errorf(http.StatusBadRequest, CodeUnsupported, "bad request: %v", err))
-		return
-	}
-	resp, err := p.roundTrip(up, out)
-	if err != nil {
-		p.writeRoundTripError(w, r, err)
+	resp := p.exchange(ctx, w, r, rt, up, bytes.NewReader(body), int64(len(body)))
+	if resp == nil {
 		return
 	}
 	defer resp.Body.Close()
@@ -163,14 +151,8 @@ func (p *Proxy) putManifest(w http.ResponseWriter, r *http.Request, rt route, up
 func (p *Proxy) deleteManifest(w http.ResponseWriter, r *http.Request, rt route, up upstream) {
 	ctx, cancel := context.WithTimeout(r.Context(), p.timeout())
 	defer cancel()
-	out, err := p.outRequest(ctx, r, rt, up, nil, 0)
-	if err != nil {
-		WriteError(w, r, errorf(http.StatusBadRequest, CodeUnsupported, "bad request: %v", err))
-		return
-	}
-	resp, err := p.roundTrip(up, out)
-	if err != nil {
-		p.writeRoundTripError(w, r, err)
+	resp := p.exchange(ctx, w, r, rt, up, nil, 0)
+	if resp == nil {
 		return
 	}
 	defer resp.Body.Close()

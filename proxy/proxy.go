@@ -409,18 +409,30 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rt route, up ups
 	if r.ContentLength != 0 {
 		body = r.Body
 	}
-	out, err := p.outRequest(r.Context(), r, rt, up, body, r.ContentLength)
-	if err != nil {
-		WriteError(w, r, errorf(http.StatusBadRequest, CodeUnsupported, "bad request: %v", err))
-		return
-	}
-	resp, err := p.roundTrip(up, out)
-	if err != nil {
-		p.writeRoundTripError(w, r, err)
+	resp := p.exchange(r.Context(), w, r, rt, up, body, r.ContentLength)
+	if resp == nil {
 		return
 	}
 	defer resp.Body.Close()
 	p.relay(w, r, up, resp, nil)
+}
+
+// exchange sends r to the upstream (with body, length bytes long; nil and 0
+// for none) and returns the upstream's answer, whose body the caller closes.
+// When the request cannot be built (400) or the round trip fails (502/503/504
+// naming the upstream), it has already answered the client and returns nil.
+func (p *Proxy) exchange(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route, up upstream, body io.Reader, length int64) *http.Response {
+	out, err := p.outRequest(ctx, r, rt, up, body, length)
+	if err != nil {
+		WriteError(w, r, errorf(http.StatusBadRequest, CodeUnsupported, "bad request: %v", err))
+		return nil
+	}
+	resp, err := p.roundTrip(up, out)
+	if err != nil {
+		p.writeRoundTripError(w, r, err)
+		return nil
+	}
+	return resp
 }
 
 // writeRoundTripError answers a failed round trip, unless the client left.

@@ -24,14 +24,8 @@ func (p *Proxy) referrers(w http.ResponseWriter, r *http.Request, rt route, up u
 		return
 	}
 	if p.UpstreamReferrers {
-		out, err := p.outRequest(r.Context(), r, rt, up, nil, 0)
-		if err != nil {
-			WriteError(w, r, errorf(http.StatusBadRequest, CodeUnsupported, "bad request: %v", err))
-			return
-		}
-		resp, err := p.roundTrip(up, out)
-		if err != nil {
-			p.writeRoundTripError(w, r, err)
+		resp := p.exchange(r.Context(), w, r, rt, up, nil, 0)
+		if resp == nil {
 			return
 		}
 		if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed {
