@@ -28,12 +28,8 @@ func (a *API) ecrDescribeImageScanFindings(ctx context.Context, body []byte) (an
 	if err != nil {
 		return nil, err
 	}
-	n, err := ecrMaxResults(in.MaxResults, 100)
-	if err != nil {
-		return nil, err
-	}
 	op := "scanFindings:" + repo + "@" + im.rec.Digest.String()
-	after, err := ecrToken(op, in.NextToken)
+	n, after, err := ecrPage(op, in.MaxResults, in.NextToken)
 	if err != nil {
 		return nil, err
 	}

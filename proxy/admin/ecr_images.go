@@ -168,22 +168,22 @@ func imageStatusOK(filter ecrtypes.ImageStatusFilter, ri *index.RepoImage) bool 
 	return !archived // ECR's default lists ACTIVE images
 }
 
-func ecrMaxResults(p *int32, def int) (int, error) {
-	if p == nil {
-		return def, nil
+// ecrPage reads an ECR list operation's paging input: maxResults (1 to 1000,
+// default 100) and nextToken, which must have been issued for op. Either
+// problem is an InvalidParameterException.
+func ecrPage(op string, maxResults *int32, nextToken *string) (int, *pageKey, error) {
+	n := 100
+	if maxResults != nil {
+		if *maxResults < 1 || *maxResults > 1000 {
+			return 0, nil, errECRParam("maxResults %d: want 1 to 1000", *maxResults)
+		}
+		n = int(*maxResults)
 	}
-	if *p < 1 || *p > 1000 {
-		return 0, errECRParam("maxResults %d: want 1 to 1000", *p)
-	}
-	return int(*p), nil
-}
-
-func ecrToken(op string, p *string) (*pageKey, error) {
-	k, err := decodeToken(op, aws.ToString(p))
+	k, err := decodeToken(op, aws.ToString(nextToken))
 	if err != nil {
-		return nil, errECRParam("invalid nextToken")
+		return 0, nil, errECRParam("invalid nextToken")
 	}
-	return k, nil
+	return n, k, nil
 }
 
 func optString(s string) *string {
@@ -203,12 +203,8 @@ func (a *API) ecrDescribeImages(ctx context.Context, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := ecrMaxResults(in.MaxResults, 100)
-	if err != nil {
-		return nil, err
-	}
 	op := "describeImages:" + repo
-	after, err := ecrToken(op, in.NextToken)
+	n, after, err := ecrPage(op, in.MaxResults, in.NextToken)
 	if err != nil {
 		return nil, err
 	}
@@ -290,12 +286,8 @@ func (a *API) ecrListImages(ctx context.Context, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := ecrMaxResults(in.MaxResults, 100)
-	if err != nil {
-		return nil, err
-	}
 	op := "listImages:" + repo
-	after, err := ecrToken(op, in.NextToken)
+	n, after, err := ecrPage(op, in.MaxResults, in.NextToken)
 	if err != nil {
 		return nil, err
 	}
@@ -330,11 +322,7 @@ func (a *API) ecrDescribeRepositories(ctx context.Context, body []byte) (any, er
 	if err != nil {
 		return nil, err
 	}
-	n, err := ecrMaxResults(in.MaxResults, 100)
-	if err != nil {
-		return nil, err
-	}
-	after, err := ecrToken("repos", in.NextToken)
+	n, after, err := ecrPage("repos", in.MaxResults, in.NextToken)
 	if err != nil {
 		return nil, err
 	}
