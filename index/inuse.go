@@ -209,6 +209,11 @@ func (s *InUse) Clusters(ctx context.Context, d digest.Digest, now time.Time) ([
 }
 
 // Prune deletes reports observed before before and returns how many.
+//
+// A container reported again while Prune runs keeps its fresh report: each
+// candidate key is read again and deleted in one write transaction, so
+// Badger's conflict detection retries the chunk if a Put replaced the key
+// after that read (and a Put that read the old report retries in turn).
 func (s *InUse) Prune(ctx context.Context, before time.Time) (int, error) {
 	var old [][]byte
 	err := s.db.bdb.View(func(txn *badger.Txn) error {
@@ -224,17 +229,38 @@ func (s *InUse) Prune(ctx context.Context, before time.Time) (int, error) {
 		})
 	})
 	if err != nil {
-		return 0, err
-	}
-	wb := s.db.bdb.NewWriteBatch()
-	defer wb.Cancel()
-	for _, k := range old {
-		if err := wb.Delete(k); err != nil {
-			return 0, fmt.Errorf("index: prune in-use: %w", err)
-		}
-	}
-	if err := wb.Flush(); err != nil {
 		return 0, fmt.Errorf("index: prune in-use: %w", err)
 	}
-	return len(old), nil
+	const chunk = 256
+	pruned := 0
+	for start := 0; start < len(old); start += chunk {
+		part := old[start:min(start+chunk, len(old))]
+		var n int
+		err := updateRetry(ctx, s.db, func(txn *badger.Txn) error {
+			n = 0
+			for _, k := range part {
+				var r InUseReport
+				err := getJSON(txn, k, &r)
+				if errors.Is(err, ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				if !r.ObservedAt.Before(before) {
+					continue // reported again since the scan
+				}
+				if err := txn.Delete(k); err != nil {
+					return err
+				}
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			return pruned, fmt.Errorf("index: prune in-use: %w", err)
+		}
+		pruned += n
+	}
+	return pruned, nil
 }
