@@ -43,6 +43,8 @@ func Default(opts Options) []scan.Analyzer {
 		Binary{},
 		NPM{},
 		NPMLock{},
+		YarnLock{},
+		PNPMLock{},
 		Python{},
 		PythonArchive{},
 		Composer{},

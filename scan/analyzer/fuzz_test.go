@@ -118,3 +118,26 @@ func FuzzBinary(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseYarnLock(f *testing.F) {
+	f.Add([]byte("# yarn lockfile v1\n\n\"@a/b@^1.0.0\", \"@a/b@^1.1.0\":\n  version \"1.2.0\"\n  dependencies:\n    c \"^2\"\n"))
+	f.Add([]byte("__metadata:\n  version: 8\n\n\"a@npm:^1.0.0\":\n  version: 1.0.0\n  resolution: \"a@npm:1.0.0\"\n\n\"w@workspace:.\":\n  version: 0.0.0-use.local\n  resolution: \"w@workspace:.\"\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		pkgs, _ := ParseYarnLock(bytes.NewReader(b))
+		for _, p := range pkgs {
+			checkPkgs(t, [2]string{p.Name, p.Version})
+		}
+	})
+}
+
+func FuzzParsePNPMLock(f *testing.F) {
+	f.Add([]byte("lockfileVersion: 5.4\npackages:\n  /@a/b/1.0.0_c@2.0.0:\n    dev: false\n  /d/3.0.0:\n    dev: true\n"))
+	f.Add([]byte("lockfileVersion: '6.0'\npackages:\n  /@a/b@1.0.0(c@2.0.0):\n    dev: false\n"))
+	f.Add([]byte("lockfileVersion: '9.0'\npackages:\n  '@a/b@1.0.0':\n    resolution: {integrity: x}\n  g@https://x/y.tgz:\n    name: g\n    version: 1.0.0\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		pkgs, _ := ParsePNPMLock(bytes.NewReader(b))
+		for _, p := range pkgs {
+			checkPkgs(t, [2]string{p.Name, p.Version})
+		}
+	})
+}
