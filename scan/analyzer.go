@@ -39,13 +39,19 @@ type RandomAccessAnalyzer interface {
 	AnalyzeAt(ctx context.Context, hdr *tar.Header, r io.ReaderAt, size int64) (Result, error)
 }
 
+// walkVersion is bumped when Walk records layer facts differently.
+const walkVersion = "2"
+
 // HeadSize is how many leading bytes RandomAccessAnalyzer.WantsHead sees.
 const HeadSize = 512
 
 // AnalyzersVersion combines the names and versions of as into the layer
-// inventory cache key, e.g. "apk@1+dpkg@2+go@1". Order does not matter.
+// inventory cache key, e.g. "apk@1+dpkg@2+go@1+walk@2". Order does not matter.
 func AnalyzersVersion(as []Analyzer) string {
-	parts := make([]string, 0, len(as))
+	parts := make([]string, 0, len(as)+1)
+	// The walk's own output format (what LayerInventory records besides
+	// packages) is part of the key: walk@2 added NonDirs and directories in Paths.
+	parts = append(parts, "walk@"+walkVersion)
 	for _, a := range as {
 		parts = append(parts, a.Name()+"@"+a.Version())
 	}

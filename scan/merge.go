@@ -10,15 +10,18 @@ import (
 
 // Merge builds an image inventory from its layers' inventories, bottom
 // (layers[0]) to top, as overlayfs would (go-containerregistry's
-// mutate.Extract): for each layer, packages found earlier at a path the layer
-// rewrites (LayerInventory.Paths), whites out (".wh.<name>", the path or
-// anything below it) or hides under an opaque directory are removed before the
-// layer's own packages are added. A package found again unchanged in a
-// rewritten database keeps the layer that first introduced it. Language
-// packages whose files an OS package owns are marked OSManaged; the OS is the
-// topmost layer's os-release and OS packages get its OSV ecosystem
-// (Inventory.ResolveOS). Nil layers are skipped. Merge is pure: it does not
-// modify its input; Image and Platform are left for the caller.
+// mutate.Extract): for each layer, packages found earlier are removed before
+// the layer's own packages are added when the layer rewrites their file
+// (LayerInventory.Paths: a file, a link or a directory at that path), whites
+// it out (".wh.<name>", the path or anything above it), hides it under an
+// opaque directory, or puts a non-directory where one of its parent
+// directories was (LayerInventory.NonDirs: a symlink or a file at
+// node_modules/x). A package found again unchanged in a rewritten database
+// keeps the layer that first introduced it. Language packages whose files an
+// OS package owns are marked OSManaged; the OS is the topmost layer's
+// os-release and OS packages get its OSV ecosystem (Inventory.ResolveOS). Nil
+// layers are skipped. Merge is pure: it does not modify its input; Image and
+// Platform are left for the caller.
 func Merge(layers []*LayerInventory) *Inventory {
 	inv := &Inventory{CreatedAt: time.Now().UTC()}
 	var pkgs []Package
@@ -35,6 +38,7 @@ func Merge(layers []*LayerInventory) *Inventory {
 		for _, p := range l.Paths {
 			rewritten[p] = true
 		}
+		gone := newRemoval(l)
 		// Earlier packages that this layer's rewritten files found again keep their layer.
 		introduced := map[pkgKey]digest.Digest{}
 		kept := pkgs[:0:0]
@@ -43,7 +47,7 @@ func Merge(layers []*LayerInventory) *Inventory {
 			case rewritten[p.Path]:
 				introduced[keyOf(p)] = p.Layer
 				continue
-			case removed(p.Path, l):
+			case gone.removed(p.Path):
 				continue
 			}
 			kept = append(kept, p)
@@ -56,7 +60,7 @@ func Merge(layers []*LayerInventory) *Inventory {
 		}
 		pkgs = kept
 		for o := range owned {
-			if removed(o, l) {
+			if gone.removed(o) {
 				delete(owned, o)
 			}
 		}
@@ -66,7 +70,7 @@ func Merge(layers []*LayerInventory) *Inventory {
 		if l.OS != nil {
 			os := *l.OS
 			inv.OS = &os
-		} else if inv.OS != nil && removed(inv.OS.Path, l) {
+		} else if inv.OS != nil && gone.removed(inv.OS.Path) {
 			inv.OS = nil
 		}
 		for _, e := range l.Errors {
@@ -107,19 +111,46 @@ type pkgKey struct{ analyzer, name, version, arch, path string }
 
 func keyOf(p Package) pkgKey { return pkgKey{p.Analyzer, p.Name, p.Version, p.Arch, p.Path} }
 
-// removed reports whether layer l deletes p (whiteout or opaque directory).
-func removed(p string, l *LayerInventory) bool {
+// removal is what one layer deletes from the layers below it.
+type removal struct {
+	l       *LayerInventory
+	nonDirs map[string]bool
+}
+
+func newRemoval(l *LayerInventory) removal {
+	r := removal{l: l}
+	if len(l.NonDirs) > 0 {
+		r.nonDirs = make(map[string]bool, len(l.NonDirs))
+		for _, p := range l.NonDirs {
+			r.nonDirs[p] = true
+		}
+	}
+	return r
+}
+
+// removed reports whether the layer deletes p: a whiteout at p or above it,
+// an opaque directory above it, or a non-directory entry (a symlink, a
+// file) where p has a parent directory, which overlayfs shows instead of
+// that directory.
+func (r removal) removed(p string) bool {
 	if p == "" {
 		return false
 	}
-	for _, w := range l.Whiteouts {
+	for _, w := range r.l.Whiteouts {
 		if under(p, w) {
 			return true
 		}
 	}
-	for _, d := range l.OpaqueDirs {
+	for _, d := range r.l.OpaqueDirs {
 		if d == "" || (len(p) > len(d) && under(p, d)) {
 			return true
+		}
+	}
+	if r.nonDirs != nil {
+		for d := path.Dir(p); d != "." && d != "/"; d = path.Dir(d) {
+			if r.nonDirs[d] {
+				return true
+			}
 		}
 	}
 	return false

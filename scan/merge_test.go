@@ -167,3 +167,89 @@ func TestOSVEcosystem(t *testing.T) {
 		t.Error("nil OS named an ecosystem")
 	}
 }
+
+// A later layer that puts an entry of another kind where an earlier layer
+// had a package (a file or link over a package directory or one of its
+// parents, a directory over a package file) hides the earlier package, as
+// the overlay filesystem would; same-kind entries elsewhere do not.
+func TestMergeReplacedByOtherKind(t *testing.T) {
+	pj := func(name, v string) string { return `{"name":"` + name + `","version":"` + v + `"}` }
+	npmLower := []entry{
+		{name: "app/node_modules/x/", typ: tar.TypeDir},
+		{name: "app/node_modules/x/package.json", body: pj("x", "1.0.0")},
+		{name: "app/node_modules/@s/y/package.json", body: pj("@s/y", "2.0.0")},
+		{name: "app/node_modules/z/package.json", body: pj("z", "3.0.0")},
+	}
+	status := "Package: bash\nStatus: install ok installed\nVersion: 5.2\n\n"
+	for _, tc := range []struct {
+		name         string
+		lower, upper []entry
+		want         []string // name@version remaining
+	}{
+		{"regular file at the package directory", npmLower,
+			[]entry{{name: "app/node_modules/x", body: "not a package"}},
+			[]string{"@s/y@2.0.0", "z@3.0.0"}},
+		{"symlink at the package directory", npmLower,
+			[]entry{{name: "app/node_modules/x", typ: tar.TypeSymlink}},
+			[]string{"@s/y@2.0.0", "z@3.0.0"}},
+		{"symlink at the scope directory", npmLower,
+			[]entry{{name: "app/node_modules/@s", typ: tar.TypeSymlink}},
+			[]string{"x@1.0.0", "z@3.0.0"}},
+		{"symlink at node_modules", npmLower,
+			[]entry{{name: "app/node_modules", typ: tar.TypeSymlink}},
+			nil},
+		{"symlink at a higher parent", npmLower,
+			[]entry{{name: "app", typ: tar.TypeSymlink}},
+			nil},
+		{"hard link at the package directory", npmLower,
+			[]entry{{name: "app/node_modules/z", typ: tar.TypeLink}},
+			[]string{"x@1.0.0", "@s/y@2.0.0"}},
+		{"symlink at a sibling with a common prefix keeps the package", npmLower,
+			[]entry{{name: "app/node_modules/x2", typ: tar.TypeSymlink}, {name: "app/node_modules/z.txt", body: "x"}},
+			[]string{"x@1.0.0", "@s/y@2.0.0", "z@3.0.0"}},
+		{"directory over a directory keeps the package", npmLower,
+			[]entry{{name: "app/node_modules/x/", typ: tar.TypeDir}, {name: "app/", typ: tar.TypeDir}},
+			[]string{"x@1.0.0", "@s/y@2.0.0", "z@3.0.0"}},
+		{"directory at a package file", npmLower,
+			[]entry{{name: "app/node_modules/z/package.json/", typ: tar.TypeDir}},
+			[]string{"x@1.0.0", "@s/y@2.0.0"}},
+		{"directory at the package database", []entry{{name: "var/lib/dpkg/status", body: status}},
+			[]entry{{name: "var/lib/dpkg/status/", typ: tar.TypeDir}},
+			nil},
+		{"symlink at the package database's directory", []entry{{name: "var/lib/dpkg/status", body: status}},
+			[]entry{{name: "var/lib/dpkg", typ: tar.TypeSymlink}},
+			nil},
+		{"file at a dist-info directory", []entry{{name: "usr/lib/python3/site-packages/six-1.16.0.dist-info/METADATA",
+			body: "Metadata-Version: 2.1\nName: six\nVersion: 1.16.0\n\n"}},
+			[]entry{{name: "usr/lib/python3/site-packages/six-1.16.0.dist-info", body: "x"}},
+			nil},
+		{"package directory over an earlier symlink adds the package", []entry{{name: "app/node_modules/x", typ: tar.TypeSymlink}},
+			[]entry{{name: "app/node_modules/x/", typ: tar.TypeDir}, {name: "app/node_modules/x/package.json", body: pj("x", "1.0.1")}},
+			[]string{"x@1.0.1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lower, err := walk(t, mkTar(t, tc.lower...), scan.Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			upper, err := walk(t, mkTar(t, tc.upper...), scan.Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			upper.Digest = digest.FromString("upper")
+			inv := scan.Merge([]*scan.LayerInventory{lower, upper})
+			got := map[string]bool{}
+			for _, p := range inv.Packages {
+				got[p.Name+"@"+p.Version] = true
+			}
+			for _, w := range tc.want {
+				if !got[w] {
+					t.Errorf("missing %s", w)
+				}
+			}
+			if len(got) != len(tc.want) {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -68,13 +68,20 @@ type LayerInventory struct {
 	Compression      string        `json:"compression"` // "gzip", "zstd", "none"
 	Packages         []Package     `json:"packages"`
 	// Paths lists every entry path an analyzer wanted in this layer, including
-	// package databases that yielded no package: a later layer's file at the
-	// same path supersedes the packages earlier layers found there.
+	// package databases that yielded no package, links at such paths, and
+	// directories at paths where an analyzer would want a file: a later
+	// layer's entry at the same path supersedes the packages earlier layers
+	// found there.
 	Paths []string `json:"paths,omitempty"`
 	// Whiteouts are paths deleted by this layer (".wh.<name>" → "<dir>/<name>").
 	Whiteouts []string `json:"whiteouts,omitempty"`
 	// OpaqueDirs are directories whose lower content this layer hides (".wh..wh..opq").
 	OpaqueDirs []string `json:"opaqueDirs,omitempty"`
+	// NonDirs are non-directory entries (symlinks, hard links, devices, and
+	// regular files at paths that usually are package directories, see
+	// mayHoldPackages) of this layer: like overlayfs, each hides whatever
+	// lower layers have below that path.
+	NonDirs []string `json:"nonDirs,omitempty"`
 	// OSOwned lists paths that OS package databases in this layer claim
 	// (filtered to those that can hold language packages), used to mark
 	// OS-managed language packages.

@@ -256,6 +256,26 @@ func (w *walker) entry(ctx context.Context, hdr *tar.Header, tr io.Reader) error
 	// Analyzers see a copy with the normalised name (no I/O in Wants).
 	h := *hdr
 	h.Name = name
+	switch h.Typeflag {
+	case tar.TypeDir:
+		// A directory where an analyzer would read a file supersedes a lower
+		// layer's package file there (overlayfs shows the directory).
+		rq := h
+		rq.Typeflag, rq.Size, rq.Mode = tar.TypeReg, 0, h.Mode&^0o111
+		for _, a := range w.as {
+			if safeWants(a, &rq) {
+				w.inv.Paths = append(w.inv.Paths, name)
+				break
+			}
+		}
+		return nil
+	case tar.TypeSymlink, tar.TypeLink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		w.inv.NonDirs = append(w.inv.NonDirs, name)
+	case tar.TypeReg, tar.TypeRegA: //nolint:staticcheck // old archives use TypeRegA
+		if mayHoldPackages(name) {
+			w.inv.NonDirs = append(w.inv.NonDirs, name)
+		}
+	}
 	// A link at a path where a package file would be wanted still replaces
 	// that file for the merge: ask as if it were a regular file, then record
 	// the path without reading.
