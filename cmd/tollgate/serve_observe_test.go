@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +25,7 @@ import (
 	"github.com/tollgate-registry/tollgate/proxy/events"
 	"github.com/tollgate-registry/tollgate/scan"
 	"github.com/tollgate-registry/tollgate/scan/lifecycle"
+	"github.com/tollgate-registry/tollgate/scan/match"
 )
 
 // TestServeObservability wires metrics, events and the pull policy the way
@@ -225,4 +227,55 @@ func TestObserveScanner(t *testing.T) {
 	rec := httptest.NewRecorder()
 	s.metrics.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	require.Contains(t, rec.Body.String(), `tollgate_scan_duration_seconds_count{phase="image"} 1`)
+}
+
+// TestServeMetricsAdvisoryAge: the /metrics of a serve wired as in
+// production reports each advisory source's last import time and its age,
+// read from the advisory store at each scrape, so data that stops being
+// refreshed keeps serving with a visibly growing age.
+func TestServeMetricsAdvisoryAge(t *testing.T) {
+	ctx := context.Background()
+	db, err := index.Open(filepath.Join(t.TempDir(), "index"), index.Options{Logger: zerolog.Nop()})
+	require.NoError(t, err)
+	defer db.Close()
+	cfg := config.Default()
+	cfg.Admin.MetricsOpen = true
+	s := &server{cfg: cfg, log: zerolog.Nop(), db: db, proxy: &proxy.Proxy{}, admin: admin.New(admin.Options{})}
+	require.NoError(t, wireMetrics(ctx, s))
+	adm := httptest.NewServer(s.admin)
+	defer adm.Close()
+	scrape := func() string {
+		resp, err := http.Get(adm.URL + "/metrics")
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return string(b)
+	}
+	require.NotContains(t, scrape(), "tollgate_advisory_data_age_seconds{", "no data imported, no age")
+
+	imported := time.Now().Add(-2 * time.Hour).Truncate(time.Second)
+	_, err = index.NewAdvisoryStore(db, zerolog.Nop()).Import(ctx, "Go", []match.Advisory{{ID: "GO-2024-0001",
+		Modified: imported, Affected: []match.Affected{{Package: match.AffectedPackage{Ecosystem: "Go", Name: "example.com/m"}}}}},
+		index.ImportOptions{Now: imported})
+	require.NoError(t, err)
+
+	gauge := func(text, name string) float64 {
+		for _, line := range strings.Split(text, "\n") {
+			if v, ok := strings.CutPrefix(line, name+`{source="Go"} `); ok {
+				f, err := strconv.ParseFloat(v, 64)
+				require.NoError(t, err)
+				return f
+			}
+		}
+		t.Fatalf("%s{source=\"Go\"} not in the scrape:\n%s", name, text)
+		return 0
+	}
+	first := scrape()
+	require.InDelta(t, float64(imported.Unix()), gauge(first, "tollgate_advisory_last_import_timestamp_seconds"), 0.001)
+	age := gauge(first, "tollgate_advisory_data_age_seconds")
+	require.InDelta(t, 2*time.Hour.Seconds(), age, 60)
+	time.Sleep(1100 * time.Millisecond)
+	require.Greater(t, gauge(scrape(), "tollgate_advisory_data_age_seconds"), age+1, "the age is computed at scrape time")
 }

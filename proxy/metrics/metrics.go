@@ -12,7 +12,8 @@
 //	deferred_scans_total{reason}                     layer scans deferred to a registry read
 //	scan_duration_seconds{phase}                     histogram: layer, image, match…
 //	scan_queue_depth                                 scan jobs waiting (GaugeFunc)
-//	advisory_data_age_seconds{source}                since the advisory data was refreshed (GaugeFunc)
+//	advisory_data_age_seconds{source}                seconds since the source's last import, at scrape time
+//	advisory_last_import_timestamp_seconds{source}   Unix time of the source's last import
 //	findings{severity,status}                        findings stored, by severity and status
 //	badger_size_bytes{part}                          Badger on-disk size, part lsm|vlog (GaugeFunc)
 //	webhook_deliveries_total{target,outcome}         webhook attempts: delivered, failed, gave_up
@@ -215,26 +216,35 @@ func (r *Registry) WatchQueueDepth(depth func() int) {
 	}, func() float64 { return float64(depth()) }))
 }
 
-// WatchAdvisoryAge registers tollgate_advisory_data_age_seconds{source}: for
-// each source (ecosystem or feed) that updated returns, the seconds since its
-// data was last refreshed. updated is called at each scrape with a context
-// bounded to 5s; an error reports nothing for that scrape.
+// WatchAdvisoryAge registers, for each source (ecosystem or feed) that
+// updated returns, tollgate_advisory_last_import_timestamp_seconds{source}
+// (the Unix time of its last successful import: alert on
+// time() - it) and tollgate_advisory_data_age_seconds{source} (the same as
+// an age, computed at scrape time, so stale data that keeps serving shows
+// its growing age without any import running). updated is called once per
+// scrape with a context bounded to 5s; an error reports neither for that
+// scrape (the rest of the scrape is served).
 func (r *Registry) WatchAdvisoryAge(updated func(ctx context.Context) (map[string]time.Time, error)) {
 	r.reg.MustRegister(&ageCollector{
-		desc: prometheus.NewDesc(ns+"_advisory_data_age_seconds",
-			"Seconds since each advisory source was last refreshed.", []string{"source"}, nil),
+		age: prometheus.NewDesc(ns+"_advisory_data_age_seconds",
+			"Seconds since each advisory source was last imported (refreshed), at scrape time.", []string{"source"}, nil),
+		last: prometheus.NewDesc(ns+"_advisory_last_import_timestamp_seconds",
+			"Unix time of each advisory source's last successful import.", []string{"source"}, nil),
 		updated: updated,
 		now:     r.now,
 	})
 }
 
 type ageCollector struct {
-	desc    *prometheus.Desc
-	updated func(ctx context.Context) (map[string]time.Time, error)
-	now     func() time.Time
+	age, last *prometheus.Desc
+	updated   func(ctx context.Context) (map[string]time.Time, error)
+	now       func() time.Time
 }
 
-func (c *ageCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *ageCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.age
+	ch <- c.last
+}
 
 func (c *ageCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -245,6 +255,10 @@ func (c *ageCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	now := c.now()
 	for src, at := range m {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, now.Sub(at).Seconds(), src)
+		if at.IsZero() {
+			continue // never imported: no time to report
+		}
+		ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, now.Sub(at).Seconds(), src)
+		ch <- prometheus.MustNewConstMetric(c.last, prometheus.GaugeValue, float64(at.UnixNano())/1e9, src)
 	}
 }

@@ -38,13 +38,15 @@ func TestScrapeShowsMovingMetrics(t *testing.T) {
 	r.WatchDBSize(db)
 	depth := 3
 	r.WatchQueueDepth(func() int { return depth })
-	at := time.Now().Add(-time.Hour)
+	clock := time.Unix(1_700_003_600, 0)
+	r.now = func() time.Time { return clock }
+	at := time.Unix(1_700_000_000, 0)
 	fail := false
 	r.WatchAdvisoryAge(func(context.Context) (map[string]time.Time, error) {
 		if fail {
 			return nil, errors.New("db closed")
 		}
-		return map[string]time.Time{"Debian": at}, nil
+		return map[string]time.Time{"Debian": at, "never": {}}, nil
 	})
 
 	before := scrape(t, r.Handler())
@@ -52,7 +54,13 @@ func TestScrapeShowsMovingMetrics(t *testing.T) {
 	require.Contains(t, before, `tollgate_badger_size_bytes{part="vlog"} 2000`)
 	require.Contains(t, before, "tollgate_scan_queue_depth 3")
 	require.Contains(t, before, "tollgate_tee_handoffs_total 0")
-	require.Contains(t, before, `tollgate_advisory_data_age_seconds{source="Debian"} 36`) // ~3600s
+	require.Contains(t, before, `tollgate_advisory_data_age_seconds{source="Debian"} 3600`+"\n")
+	require.Contains(t, before, `tollgate_advisory_last_import_timestamp_seconds{source="Debian"} 1.7e+09`+"\n")
+	require.NotContains(t, before, `source="never"`, "a source never imported has no time")
+	clock = clock.Add(90 * time.Second) // no import: the age grows, the timestamp stays
+	later := scrape(t, r.Handler())
+	require.Contains(t, later, `tollgate_advisory_data_age_seconds{source="Debian"} 3690`+"\n")
+	require.Contains(t, later, `tollgate_advisory_last_import_timestamp_seconds{source="Debian"} 1.7e+09`+"\n")
 	require.Contains(t, before, "go_goroutines")
 	require.NotContains(t, before, "tollgate_registry_requests_total{")
 
@@ -91,6 +99,7 @@ func TestScrapeShowsMovingMetrics(t *testing.T) {
 		require.Contains(t, after, want)
 	}
 	require.NotContains(t, after, "tollgate_advisory_data_age_seconds{", "a failed lookup reports nothing")
+	require.NotContains(t, after, "tollgate_advisory_last_import_timestamp_seconds{")
 	require.False(t, strings.Contains(after, "An error has occurred"), "the scrape itself must not fail")
 }
 
