@@ -13,23 +13,19 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 )
 
 // CreateSbomExport / GetSbomExport and CreateFindingsReport /
 // GetFindingsReportStatus write to local directories (APIOptions.SBOMDir,
 // ReportDir) instead of S3. The s3Destination the SDK requires is accepted
-// and echoed, not used. Exports run within the request; their status is a
-// JSON file beside the output, so it survives restarts:
+// and echoed, not used. Exports run in the background (exportjobs.go:
+// Create returns the reportId at once, the status is IN_PROGRESS until
+// RunExports has done the work); their status is a JSON file beside the
+// output, so it survives restarts:
 //
 //	<SBOMDir>/<reportId>/<repo with '/' as '_'>_<digest hex>.<cdx.json|spdx.json>
 //	<SBOMDir>/<reportId>.status.json
 //	<ReportDir>/<reportId>.<csv|json>, <ReportDir>/<reportId>.status.json
-
-// exportJobs serialises writes of status files.
-type exportJobs struct{ mu sync.Mutex }
-
-func newExportJobs() *exportJobs { return &exportJobs{} }
 
 type wDestination struct {
 	BucketName string `json:"bucketName"`
@@ -132,35 +128,39 @@ func (a *API) createSbomExport(ctx context.Context, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	views, err := a.coverageViews(ctx)
-	if err != nil {
-		return nil, err
-	}
 	id := newReportID()
 	outDir := filepath.Join(a.o.SBOMDir, id)
-	if err := os.MkdirAll(outDir, 0o750); err != nil {
-		return nil, fmt.Errorf("sbom dir: %w", err)
-	}
-	st := exportStatus{ReportID: id, Status: "SUCCEEDED", FilterCriteria: in.ResourceFilterCriteria,
+	st := exportStatus{ReportID: id, FilterCriteria: in.ResourceFilterCriteria,
 		Format: in.ReportFormat, S3Destination: in.S3Destination, LocalPath: outDir}
-	for _, v := range views {
-		if v.resourceType != "AWS_ECR_CONTAINER_IMAGE" || !c.match(v) {
-			continue
+	err = a.submitExport(a.o.SBOMDir, st, func(ctx context.Context, st *exportStatus) error {
+		views, err := a.coverageViews(ctx)
+		if err != nil {
+			return err
 		}
-		name := strings.ReplaceAll(v.repo, "/", "_") + "_" + v.dgst.Encoded() + "." + ext
-		if err := a.writeFile(filepath.Join(outDir, name), func(w io.Writer) error {
-			return a.o.SBOM.WriteSBOM(ctx, v.repo, v.dgst, in.ReportFormat, w)
-		}); err != nil {
-			st.Status, st.ErrorCode, st.ErrorMessage = "FAILED", "INTERNAL_ERROR", err.Error()
-			a.log.Error().Err(err).Str("repo", v.repo).Str("digest", v.dgst.String()).Msg("sbom export")
-			break
+		if err := os.MkdirAll(outDir, 0o750); err != nil {
+			return fmt.Errorf("sbom dir: %w", err)
 		}
-		st.Files = append(st.Files, name)
-	}
-	if st.Status == "SUCCEEDED" && len(st.Files) == 0 {
-		st.Status, st.ErrorCode, st.ErrorMessage = "FAILED", "NO_FINDINGS_FOUND", "no image matches resourceFilterCriteria"
-	}
-	if err := a.writeStatus(a.o.SBOMDir, st); err != nil {
+		for _, v := range views {
+			if v.resourceType != "AWS_ECR_CONTAINER_IMAGE" || !c.match(v) {
+				continue
+			}
+			name := strings.ReplaceAll(v.repo, "/", "_") + "_" + v.dgst.Encoded() + "." + ext
+			if err := a.writeFile(filepath.Join(outDir, name), func(w io.Writer) error {
+				return a.o.SBOM.WriteSBOM(ctx, v.repo, v.dgst, in.ReportFormat, w)
+			}); err != nil {
+				a.log.Error().Err(err).Str("repo", v.repo).Str("digest", v.dgst.String()).Msg("sbom export")
+				return fmt.Errorf("sbom of %s@%s: %w", v.repo, v.dgst, err)
+			}
+			st.Files = append(st.Files, name)
+		}
+		if len(st.Files) == 0 {
+			st.Status, st.ErrorCode, st.ErrorMessage = "FAILED", "NO_FINDINGS_FOUND", "no image matches resourceFilterCriteria"
+			return nil
+		}
+		st.Status = "SUCCEEDED"
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	return map[string]string{"reportId": id}, nil
@@ -251,23 +251,34 @@ func (a *API) createFindingsReport(ctx context.Context, body []byte) (any, error
 	if err != nil {
 		return nil, err
 	}
-	views, err := a.matching(ctx, c)
+	id := newReportID()
+	path := filepath.Join(a.o.ReportDir, id+"."+strings.ToLower(in.ReportFormat))
+	st := exportStatus{ReportID: id, FilterCriteria: in.FilterCriteria, Destination: in.S3Destination, LocalPath: path}
+	err = a.submitExport(a.o.ReportDir, st, func(ctx context.Context, st *exportStatus) error {
+		return a.writeFindingsReport(ctx, c, in.ReportFormat, path, st)
+	})
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(a.o.ReportDir, 0o750); err != nil {
-		return nil, fmt.Errorf("report dir: %w", err)
+	return map[string]string{"reportId": id}, nil
+}
+
+// writeFindingsReport writes the findings c matches to path as format
+// (CSV or JSON) and sets st's outcome: SUCCEEDED, or FAILED with
+// NO_FINDINGS_FOUND; other failures are returned.
+func (a *API) writeFindingsReport(ctx context.Context, c criteria[*findingView], format, path string, st *exportStatus) error {
+	views, err := a.matching(ctx, c)
+	if err != nil {
+		return err
 	}
 	sortViews(views)
-	id := newReportID()
-	path := filepath.Join(a.o.ReportDir, id+"."+strings.ToLower(in.ReportFormat))
-	st := exportStatus{ReportID: id, Status: "SUCCEEDED", FilterCriteria: in.FilterCriteria,
-		Destination: in.S3Destination, LocalPath: path}
 	if len(views) == 0 {
 		st.Status, st.ErrorCode, st.ErrorMessage = "FAILED", "NO_FINDINGS_FOUND", "no finding matches filterCriteria"
 		st.LocalPath = ""
-	} else if err := a.writeFile(path, func(w io.Writer) error {
-		if in.ReportFormat == "JSON" {
+		return nil
+	}
+	if err := a.writeFile(path, func(w io.Writer) error {
+		if format == "JSON" {
 			out := struct {
 				Findings []wFinding `json:"findings"`
 			}{}
@@ -286,12 +297,11 @@ func (a *API) createFindingsReport(ctx context.Context, body []byte) (any, error
 		cw.Flush()
 		return cw.Error()
 	}); err != nil {
-		st.Status, st.ErrorCode, st.ErrorMessage, st.LocalPath = "FAILED", "INTERNAL_ERROR", err.Error(), ""
+		st.LocalPath = ""
+		return fmt.Errorf("findings report: %w", err)
 	}
-	if err := a.writeStatus(a.o.ReportDir, st); err != nil {
-		return nil, err
-	}
-	return map[string]string{"reportId": id}, nil
+	st.Status = "SUCCEEDED"
+	return nil
 }
 
 func (a *API) getFindingsReportStatus(ctx context.Context, body []byte) (any, error) {

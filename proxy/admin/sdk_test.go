@@ -315,6 +315,7 @@ func TestSDKReportsAndSbomExport(t *testing.T) {
 	s := newFakeStore()
 	seed(s)
 	api := testAPI(t, s)
+	runExports(t, api)
 	srv := newTestServer(t, api)
 	c := inspectorClient(srv.URL, testKeyID, testSecret)
 	ctx := context.Background()
@@ -325,9 +326,9 @@ func TestSDKReportsAndSbomExport(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		st, err := c.GetFindingsReportStatus(ctx, &inspector2.GetFindingsReportStatusInput{ReportId: cr.ReportId})
-		if err != nil || st.Status != types.ExternalReportStatusSucceeded {
-			t.Fatalf("%s report: %+v, %v", f, st, err)
+		st := awaitReport(t, c, cr.ReportId)
+		if st.Status != types.ExternalReportStatusSucceeded {
+			t.Fatalf("%s report: %+v", f, st)
 		}
 		b, err := os.ReadFile(filepath.Join(api.o.ReportDir, aws.ToString(cr.ReportId)+map[types.ReportFormat]string{"CSV": ".csv", "JSON": ".json"}[f]))
 		if err != nil || len(b) == 0 {
@@ -340,9 +341,9 @@ func TestSDKReportsAndSbomExport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs, err := c.GetSbomExport(ctx, &inspector2.GetSbomExportInput{ReportId: se.ReportId})
-	if err != nil || gs.Status != types.ExternalReportStatusSucceeded || gs.Format != types.SbomReportFormatCyclonedx14 {
-		t.Fatalf("sbom export: %+v, %v", gs, err)
+	gs := awaitSbomExport(t, c, se.ReportId)
+	if gs.Status != types.ExternalReportStatusSucceeded || gs.Format != types.SbomReportFormatCyclonedx14 {
+		t.Fatalf("sbom export: %+v", gs)
 	}
 	files, _ := filepath.Glob(filepath.Join(api.o.SBOMDir, aws.ToString(se.ReportId), "*.cdx.json"))
 	if len(files) != 2 {
