@@ -62,10 +62,15 @@ type Upstream struct {
 
 // Scan configures the tee and the layer analysis limits.
 type Scan struct {
-	Enabled        *bool  `yaml:"enabled"`        // default true
-	Workers        int    `yaml:"workers"`        // concurrent analyses, default number of cores
-	TeeBufferBytes int64  `yaml:"teeBufferBytes"` // per-blob tee buffer before detaching, default 8 MiB
-	Limits         Limits `yaml:"limits"`
+	Enabled        *bool `yaml:"enabled"`        // default true
+	Workers        int   `yaml:"workers"`        // concurrent analyses, default number of cores
+	TeeBufferBytes int64 `yaml:"teeBufferBytes"` // per-blob tee buffer before detaching, default 8 MiB
+	// AnalysisTimeout bounds a layer's analysis in the tee once its last
+	// byte has arrived (default 5m; while bytes arrive the tee buffer bounds
+	// it). Past it the analysis worker is freed, nothing is committed, and
+	// the layer is read from the registry by its image scan.
+	AnalysisTimeout time.Duration `yaml:"analysisTimeout"`
+	Limits          Limits        `yaml:"limits"`
 }
 
 // Limits bound analysis memory and work per layer.
@@ -160,8 +165,9 @@ func Default() Config {
 		},
 		Upstream: Upstream{Timeout: 30 * time.Second},
 		Scan: Scan{
-			Enabled:        &t,
-			TeeBufferBytes: 8 << 20,
+			Enabled:         &t,
+			TeeBufferBytes:  8 << 20,
+			AnalysisTimeout: 5 * time.Minute,
 			Limits: Limits{
 				MaxEntryBufferBytes: 32 << 20,
 				MaxEntryBytes:       1 << 30,
@@ -310,6 +316,9 @@ func (c Config) Validate() error {
 	}
 	if c.Scan.TeeBufferBytes <= 0 {
 		bad("scan.teeBufferBytes must be positive")
+	}
+	if c.Scan.AnalysisTimeout <= 0 {
+		bad("scan.analysisTimeout must be positive")
 	}
 	if c.Scan.Workers < 0 {
 		bad("scan.workers must not be negative")

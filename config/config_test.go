@@ -41,6 +41,7 @@ func TestValidateRejects(t *testing.T) {
 		"half access key":       func(c *Config) { c.Admin.AccessKeys = []AccessKey{{AccessKeyID: "x"}} },
 		"bad log format":        func(c *Config) { c.Log.Format = "xml" },
 		"bad policy severity":   func(c *Config) { c.Policy = []PullPolicy{{Severity: "SEVERE"}} },
+		"no analysis timeout":   func(c *Config) { c.Scan.AnalysisTimeout = 0 },
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := Default()

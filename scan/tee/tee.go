@@ -4,15 +4,16 @@
 // behind, fails, or memory is short (DESIGN.md rule 1: the transfer is
 // sacred). A detached blob is reported through Options.Deferred and analysed
 // later from the registry.
+//
+// One analysis runs per digest at a time: a pull of a digest that is being
+// analysed (from another pull, or from a push whose final PUT named it) is
+// not teed, and an upload that turns out to have the digest of one in flight
+// is dropped at UploadDone; the in-flight analysis serves both. Each analysis
+// is bounded by Options.AnalysisTimeout once its transfer is over.
 package tee
 
 import (
-	"bufio"
 	"context"
-	"crypto/sha256"
-	"errors"
-	"hash"
-	"io"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -44,11 +45,25 @@ type Options struct {
 	// MaxTotalBytes bounds the bytes buffered by all blobs together
 	// (default Workers × BufferBytes); past it new writes detach their blob.
 	MaxTotalBytes int64
+	// AnalysisTimeout bounds one blob's analysis from the moment its
+	// transfer is over for the tee (last byte in, or the blob detached) to
+	// the end of the walk (config scan.analysisTimeout, default 5 minutes).
+	// While bytes still flow the buffer bounds it: an analysis that stops
+	// reading detaches its blob. Past it the walk's context is cancelled,
+	// the worker slot is freed at once, nothing is committed and the layer
+	// is deferred with ReasonTimeout. An analyzer that ignores its context
+	// is abandoned: its goroutine runs on (Abandoned counts those) but holds
+	// no worker and commits nothing.
+	AnalysisTimeout time.Duration
 	// Store receives committed layer inventories; nil drops them.
 	Store Store
 	// Deferred is told about a layer blob that was not analysed in the
-	// transfer (detached, failed, digest mismatch), to queue a scan that
-	// fetches it from the registry later. reason is for logs and status.
+	// transfer (detached, failed, timed out, digest mismatch, not stored),
+	// to queue a scan that fetches it from the registry later. reason is
+	// for logs and status. It is called at most once per digest while that
+	// report stands: not again for a digest another analysis has in
+	// flight, nor within 15 minutes of its last report unless a new
+	// analysis of it started since.
 	Deferred func(ctx context.Context, repo string, d digest.Digest, reason string)
 	// Committed, if set, is called after a layer inventory was stored.
 	Committed func(ctx context.Context, repo string, inv *scan.LayerInventory)
@@ -60,15 +75,17 @@ type Options struct {
 
 // Teer is the scan.Teer of the proxy. Safe for concurrent use.
 type Teer struct {
-	opts  Options
-	av    string
-	slots chan struct{}
-	total atomic.Int64
-	wg    sync.WaitGroup
+	opts      Options
+	av        string
+	slots     chan struct{}
+	total     atomic.Int64
+	abandoned atomic.Int64
+	wg        sync.WaitGroup
 
 	mu       sync.Mutex
 	sessions map[string]*blob // repo + "\x00" + session
-	inflight map[digest.Digest]bool
+	inflight map[digest.Digest]*blob
+	reported map[digest.Digest]time.Time // digest → when it was last deferred
 }
 
 var _ scan.Teer = (*Teer)(nil)
@@ -84,6 +101,9 @@ func New(opts Options) *Teer {
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 15 * time.Minute
 	}
+	if opts.AnalysisTimeout <= 0 {
+		opts.AnalysisTimeout = 5 * time.Minute
+	}
 	if opts.MaxTotalBytes <= 0 {
 		opts.MaxTotalBytes = int64(opts.Workers) * opts.BufferBytes
 	}
@@ -92,12 +112,27 @@ func New(opts Options) *Teer {
 		av:       scan.AnalyzersVersion(opts.Analyzers),
 		slots:    make(chan struct{}, opts.Workers),
 		sessions: map[string]*blob{},
-		inflight: map[digest.Digest]bool{},
+		inflight: map[digest.Digest]*blob{},
+		reported: map[digest.Digest]time.Time{},
 	}
 }
 
-// Wait blocks until every running analysis has finished (shutdown, tests).
+// Wait blocks until every running analysis has finished or been abandoned
+// (shutdown, tests). Abandoned walks (see Options.AnalysisTimeout) are not
+// waited for.
 func (t *Teer) Wait() { t.wg.Wait() }
+
+// Abandoned is the number of analyses whose walk outlived its deadline and
+// is still running (an analyzer ignoring its context); 0 when all behave.
+func (t *Teer) Abandoned() int64 { return t.abandoned.Load() }
+
+// InFlight reports whether an analysis of d is running and has not yet
+// reported (committed or deferred) its result.
+func (t *Teer) InFlight(d digest.Digest) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.inflight[d] != nil
+}
 
 // CancelIdleUploads cancels every upload session no request is delivering
 // bytes to right now, and returns how many it cancelled. At shutdown, after
@@ -137,6 +172,15 @@ const (
 	ReasonIncomplete = "request body incomplete"
 	ReasonMismatch   = "teed bytes do not match the committed digest"
 	ReasonFailed     = "analysis failed"
+	ReasonTimeout    = "analysis timed out"
+	ReasonNotStored  = "layer inventory could not be stored"
+)
+
+// reportedTTL is how long a deferral of a digest stands against a repeat
+// report when no new analysis of it started; maxReported bounds the set.
+const (
+	reportedTTL = 15 * time.Minute
+	maxReported = 4096
 )
 
 // Pull tees the body of a blob GET of dgst; nil when dgst is already
@@ -146,18 +190,18 @@ func (t *Teer) Pull(ctx context.Context, repo string, dgst digest.Digest, size i
 		return nil
 	}
 	t.mu.Lock()
-	if t.inflight[dgst] {
+	if t.inflight[dgst] != nil {
 		t.mu.Unlock()
-		return nil
+		return nil // coalesced: the analysis in flight serves this pull too
 	}
-	t.inflight[dgst] = true
-	t.mu.Unlock()
 	b := t.start(ctx, repo, dgst)
+	if b != nil {
+		t.inflight[dgst] = b
+		delete(t.reported, dgst)
+	}
+	t.mu.Unlock()
 	if b == nil {
-		t.mu.Lock()
-		delete(t.inflight, dgst)
-		t.mu.Unlock()
-		t.deferred(ctx, repo, dgst, ReasonBusy)
+		t.deferred(ctx, repo, dgst, ReasonBusy, nil)
 		return nil
 	}
 	return &pullSink{b: b}
@@ -168,19 +212,18 @@ func (t *Teer) Upload(ctx context.Context, repo, session string, offset int64) s
 	k := repo + "\x00" + session
 	t.mu.Lock()
 	b := t.sessions[k]
-	t.mu.Unlock()
 	if b == nil {
 		if offset != 0 {
+			t.mu.Unlock()
 			return nil // a session whose start we did not see
 		}
 		b = t.start(ctx, repo, "")
-		t.mu.Lock()
 		if b == nil {
 			b = &blob{t: t, repo: repo, detached: true, reason: ReasonBusy, final: make(chan digest.Digest, 1)}
 		}
 		t.sessions[k] = b
-		t.mu.Unlock()
 	}
+	t.mu.Unlock()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.detached {
@@ -196,6 +239,8 @@ func (t *Teer) Upload(ctx context.Context, repo, session string, offset int64) s
 
 // UploadDone ends session: commits the walked inventory under dgst when the
 // teed bytes hash to dgst, else discards it (and reports a deferred scan).
+// When another analysis of dgst is in flight, this one is dropped without a
+// report: that one serves both.
 func (t *Teer) UploadDone(ctx context.Context, repo, session string, dgst digest.Digest) {
 	k := repo + "\x00" + session
 	t.mu.Lock()
@@ -204,20 +249,41 @@ func (t *Teer) UploadDone(ctx context.Context, repo, session string, dgst digest
 	t.mu.Unlock()
 	if b == nil {
 		if dgst != "" {
-			t.deferred(ctx, repo, dgst, ReasonIncomplete)
+			t.deferred(ctx, repo, dgst, ReasonIncomplete, nil)
 		}
 		return
 	}
 	b.mu.Lock()
 	reason := b.reason
 	detached := b.detached
-	if !detached {
+	b.mu.Unlock()
+	if !detached && dgst != "" {
+		t.mu.Lock()
+		if o := t.inflight[dgst]; o != nil && o != b {
+			t.mu.Unlock()
+			t.opts.Logger.Debug().Str("repo", repo).Str("digest", dgst.String()).Str("op", "tee").
+				Msg("upload of a blob already being analysed: the analysis in flight serves it")
+			b.mu.Lock()
+			b.detachLocked("")
+			b.mu.Unlock()
+			b.end("")
+			return
+		}
+		t.inflight[dgst] = b
+		b.key = dgst
+		delete(t.reported, dgst)
+		t.mu.Unlock()
+	}
+	b.mu.Lock()
+	if !b.detached {
 		b.closed = true
 		b.cond.Broadcast()
+	} else if !detached {
+		detached, reason = true, b.reason // detached meanwhile (idle timer)
 	}
 	b.mu.Unlock()
 	if detached && dgst != "" && reason != "" {
-		t.deferred(ctx, repo, dgst, reason)
+		t.deferred(ctx, repo, dgst, reason, b)
 	}
 	b.end(dgst)
 }
@@ -230,278 +296,35 @@ func (t *Teer) known(ctx context.Context, d digest.Digest) bool {
 	return err == nil && ok
 }
 
-func (t *Teer) deferred(ctx context.Context, repo string, d digest.Digest, reason string) {
+// deferred reports d through Options.Deferred unless that would repeat a
+// report: another analysis (not self) has d in flight, or d was reported
+// within reportedTTL and no analysis of it started since.
+func (t *Teer) deferred(ctx context.Context, repo string, d digest.Digest, reason string, self *blob) {
+	now := time.Now()
+	t.mu.Lock()
+	if o := t.inflight[d]; o != nil && o != self {
+		t.mu.Unlock()
+		return
+	}
+	if at, ok := t.reported[d]; ok && now.Sub(at) < reportedTTL {
+		t.mu.Unlock()
+		t.opts.Logger.Debug().Str("repo", repo).Str("digest", d.String()).Str("op", "tee").Str("reason", reason).Msg("blob already deferred")
+		return
+	}
+	if len(t.reported) >= maxReported {
+		for k, at := range t.reported {
+			if now.Sub(at) >= reportedTTL {
+				delete(t.reported, k)
+			}
+		}
+		if len(t.reported) >= maxReported {
+			clear(t.reported)
+		}
+	}
+	t.reported[d] = now
+	t.mu.Unlock()
 	t.opts.Logger.Debug().Str("repo", repo).Str("digest", d.String()).Str("op", "tee").Str("reason", reason).Msg("blob deferred")
 	if t.opts.Deferred != nil {
 		t.opts.Deferred(context.WithoutCancel(ctx), repo, d, reason)
 	}
-}
-
-// start takes a worker slot and starts the analysis goroutine; nil when no
-// slot is free (the blob is then analysed later).
-func (t *Teer) start(ctx context.Context, repo string, want digest.Digest) *blob {
-	select {
-	case t.slots <- struct{}{}:
-	default:
-		return nil
-	}
-	b := &blob{t: t, repo: repo, want: want, final: make(chan digest.Digest, 1)}
-	b.cond = sync.NewCond(&b.mu)
-	b.idle = time.AfterFunc(t.opts.IdleTimeout, func() {
-		b.mu.Lock()
-		b.detachLocked("")
-		b.mu.Unlock()
-		b.end("")
-		t.mu.Lock()
-		for k, s := range t.sessions {
-			if s == b {
-				delete(t.sessions, k)
-			}
-		}
-		t.mu.Unlock()
-	})
-	t.wg.Add(1)
-	go func() {
-		defer t.wg.Done()
-		defer func() { <-t.slots }()
-		b.run(context.WithoutCancel(ctx))
-	}()
-	return b
-}
-
-// blob is one teed blob: a bounded queue of copied chunks between the
-// transfer (writer) and the analysis goroutine (reader).
-type blob struct {
-	t    *Teer
-	repo string
-	want digest.Digest // pulls: known up front
-
-	mu       sync.Mutex
-	cond     *sync.Cond
-	chunks   [][]byte
-	buffered int64
-	next     int64 // bytes received so far (the next expected upload offset)
-	closed   bool  // the writer has delivered every byte
-	active   int   // upload requests in progress (sinks not yet Done)
-	detached bool
-	reason   string // why it detached; "" for a silent drop (not a layer)
-
-	final chan digest.Digest // the committed digest ("" = cancelled)
-	idle  *time.Timer
-}
-
-// end delivers the committed digest ("" = cancelled) once; later calls are no-ops.
-func (b *blob) end(d digest.Digest) {
-	select {
-	case b.final <- d:
-	default:
-	}
-}
-
-var errDetached = errors.New("tee: detached")
-
-// write copies p into the queue, or detaches; it never blocks on analysis.
-func (b *blob) write(p []byte) {
-	if len(p) == 0 {
-		return
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.next += int64(len(p))
-	if b.detached {
-		return
-	}
-	b.idle.Reset(b.t.opts.IdleTimeout)
-	if b.buffered+int64(len(p)) > b.t.opts.BufferBytes {
-		b.detachLocked(ReasonBehind)
-		return
-	}
-	if b.t.total.Add(int64(len(p))) > b.t.opts.MaxTotalBytes {
-		b.t.total.Add(-int64(len(p)))
-		b.detachLocked(ReasonMemory)
-		return
-	}
-	c := make([]byte, len(p))
-	copy(c, p)
-	b.chunks = append(b.chunks, c)
-	b.buffered += int64(len(p))
-	b.cond.Signal()
-}
-
-// detachLocked drops the buffer and stops the analysis; b.mu is held.
-func (b *blob) detachLocked(reason string) {
-	if b.detached {
-		return
-	}
-	b.detached = true
-	b.reason = reason
-	b.t.total.Add(-b.buffered)
-	b.chunks, b.buffered = nil, 0
-	if b.cond != nil {
-		b.cond.Broadcast()
-	}
-}
-
-// Read is the analysis side of the queue.
-func (b *blob) Read(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for len(b.chunks) == 0 && !b.closed && !b.detached {
-		b.cond.Wait()
-	}
-	if b.detached {
-		return 0, errDetached
-	}
-	if len(b.chunks) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p, b.chunks[0])
-	if n == len(b.chunks[0]) {
-		b.chunks[0] = nil
-		b.chunks = b.chunks[1:]
-	} else {
-		b.chunks[0] = b.chunks[0][n:]
-	}
-	b.buffered -= int64(n)
-	b.t.total.Add(-int64(n))
-	return n, nil
-}
-
-// hashingReader hashes what the analysis consumed (the compressed blob).
-type hashingReader struct {
-	r io.Reader
-	h hash.Hash
-}
-
-func (h *hashingReader) Read(p []byte) (int, error) {
-	n, err := h.r.Read(p)
-	h.h.Write(p[:n])
-	return n, err
-}
-
-// run analyses the blob, then waits for the committed digest and stores the
-// result when the teed bytes hash to it.
-func (b *blob) run(ctx context.Context) {
-	t := b.t
-	log := t.opts.Logger.With().Str("repo", b.repo).Str("op", "tee").Logger()
-	hr := &hashingReader{r: b, h: sha256.New()}
-	br := bufio.NewReaderSize(hr, 4096)
-	head, _ := br.Peek(262)
-	var li *scan.LayerInventory
-	var err error
-	if !scan.LooksLikeLayer(head) {
-		// A config, signature or other artifact: drop it without a trace.
-		b.mu.Lock()
-		if !b.detached {
-			b.detachLocked("")
-		}
-		b.mu.Unlock()
-	} else {
-		li, err = scan.Walk(ctx, b.want, br, t.opts.Analyzers, t.opts.Limits)
-		var le *scan.LimitError
-		if err != nil && !errors.As(err, &le) {
-			li = nil
-		}
-		if li != nil {
-			// Hash what Walk left unread (after a corrupt stream) to check the digest.
-			if _, derr := io.Copy(io.Discard, br); derr != nil {
-				li = nil
-			}
-		}
-	}
-	final := <-b.final
-	b.idle.Stop()
-	if b.want != "" {
-		t.mu.Lock()
-		delete(t.inflight, b.want)
-		t.mu.Unlock()
-	}
-	b.mu.Lock()
-	detached, reason := b.detached, b.reason
-	if !detached {
-		b.detachLocked("done") // free anything left
-	}
-	b.mu.Unlock()
-	switch {
-	case final == "":
-		return // cancelled upload or failed pull: nothing to analyse later
-	case detached:
-		if reason != "" && reason != "done" {
-			// Uploads report at UploadDone; pulls here.
-			if b.want != "" {
-				t.deferred(ctx, b.repo, final, reason)
-			}
-		}
-		return
-	case li == nil:
-		t.deferred(ctx, b.repo, final, ReasonFailed)
-		return
-	}
-	sum := digest.NewDigest(digest.SHA256, hr.h)
-	if sum != final {
-		log.Warn().Str("digest", final.String()).Str("teed", sum.String()).Msg("teed bytes do not match; discarded")
-		t.deferred(ctx, b.repo, final, ReasonMismatch)
-		return
-	}
-	li.Digest = final
-	for i := range li.Packages {
-		li.Packages[i].Layer = final
-	}
-	if t.opts.Store != nil {
-		if err := t.opts.Store.PutLayer(ctx, li); err != nil {
-			log.Warn().Err(err).Str("digest", final.String()).Msg("layer inventory not stored")
-			t.deferred(ctx, b.repo, final, ReasonFailed)
-			return
-		}
-	}
-	log.Debug().Str("digest", final.String()).Int("packages", len(li.Packages)).Msg("layer analysed in transfer")
-	if t.opts.Committed != nil {
-		t.opts.Committed(ctx, b.repo, li)
-	}
-}
-
-// pullSink is the sink of a blob GET: Done(true) commits under the known digest.
-type pullSink struct {
-	b    *blob
-	once sync.Once
-}
-
-func (s *pullSink) Write(p []byte) (int, error) { s.b.write(p); return len(p), nil }
-
-func (s *pullSink) Done(complete bool) {
-	s.once.Do(func() {
-		b := s.b
-		b.mu.Lock()
-		if complete {
-			b.closed = true
-			b.cond.Broadcast()
-		} else {
-			b.detachLocked(ReasonIncomplete)
-		}
-		b.mu.Unlock()
-		if complete {
-			b.end(b.want)
-		} else {
-			b.end("")
-		}
-	})
-}
-
-// uploadSink is one PATCH/PUT request's share of an upload session.
-type uploadSink struct {
-	b    *blob
-	once sync.Once
-}
-
-func (s *uploadSink) Write(p []byte) (int, error) { s.b.write(p); return len(p), nil }
-
-func (s *uploadSink) Done(complete bool) {
-	s.once.Do(func() {
-		s.b.mu.Lock()
-		s.b.active--
-		if !complete {
-			s.b.detachLocked(ReasonIncomplete)
-		}
-		s.b.mu.Unlock()
-	})
 }
