@@ -144,11 +144,19 @@ func lifecycleErr(err error) error {
 // SBOMs adapts the stored image inventories and scan/sbom to SBOMExporter.
 type SBOMs struct {
 	Inventories *index.Inventories
+	// Findings, if set, adds the image's findings to CycloneDX documents
+	// as `vulnerabilities` (*index.FindingStore).
+	Findings    ImageFindings
 	ToolVersion string
 }
 
-// WriteSBOM writes repo@d's SBOM: CYCLONEDX_1_4 as CycloneDX 1.4 JSON,
-// SPDX_2_3 as SPDX 2.3 JSON.
+// WriteSBOM writes repo@d's SBOM: CYCLONEDX_1_4 as CycloneDX 1.4 JSON
+// (https://cyclonedx.org/docs/1.4/json/: components with purls, and with
+// Findings set the image's ACTIVE findings as `vulnerabilities`, each
+// affecting its package's component), SPDX_2_3 as SPDX 2.3 JSON
+// (https://spdx.github.io/spdx-spec/v2.3/: packages with purl external
+// references; SPDX 2.3 has no vulnerabilities). Errors wrap
+// index.ErrNotFound when d has no stored inventory.
 func (s SBOMs) WriteSBOM(ctx context.Context, repo string, d digest.Digest, format string, w io.Writer) error {
 	inv, err := s.Inventories.GetImage(ctx, d)
 	if err != nil {
@@ -157,9 +165,17 @@ func (s SBOMs) WriteSBOM(ctx context.Context, repo string, d digest.Digest, form
 	opts := sbom.Options{ToolVersion: s.ToolVersion, Name: repo + "@" + d.String()}
 	switch format {
 	case "CYCLONEDX_1_4":
+		bom := sbom.CycloneDX(inv, opts)
+		if s.Findings != nil {
+			fs, err := s.Findings.ForImage(ctx, d)
+			if err != nil && !errors.Is(err, index.ErrNotFound) {
+				return fmt.Errorf("findings of %s: %w", d, err)
+			}
+			sbom.AddVulnerabilities(bom, inv, fs)
+		}
 		enc := cdx.NewBOMEncoder(w, cdx.BOMFileFormatJSON)
 		enc.SetPretty(true)
-		return enc.EncodeVersion(sbom.CycloneDX(inv, opts), cdx.SpecVersion1_4)
+		return enc.EncodeVersion(bom, cdx.SpecVersion1_4)
 	case "SPDX_2_3":
 		return sbom.WriteSPDX(w, inv, opts)
 	}

@@ -56,8 +56,8 @@ func errThrottled(format string, a ...any) *APIError {
 }
 
 // submitExport stores st (IN_PROGRESS) in dir and queues run for
-// RunExports. ThrottlingException when exportBacklog exports are waiting,
-// ServiceUnavailable-style InternalServerException once RunExports ended.
+// RunExports. ThrottlingException when exportBacklog exports are waiting;
+// an error (InternalServerException) once RunExports has ended.
 func (a *API) submitExport(dir string, st exportStatus, run func(ctx context.Context, st *exportStatus) error) error {
 	j := a.exports
 	j.qmu.Lock()
