@@ -354,16 +354,27 @@ func TestObserversRecordsTagsAndDeletes(t *testing.T) {
 	}
 }
 
-func TestRecordFailureIsFailOpen(t *testing.T) {
+// TestRecordFailure: with the record store broken (Badger closed), a pull
+// is still served (fail-open: its record is kept for later) but a push is
+// refused 500 UNKNOWN, never acknowledged unrecorded.
+func TestRecordFailure(t *testing.T) {
 	h := newHarness(t, nil)
+	pushRandom(t, h.host, "failopen", "v1")
 	if err := h.db.Close(); err != nil { // every write now fails
 		t.Fatal(err)
 	}
-	pushRandom(t, h.host, "failopen", "v1")
 	resp := h.do("GET", "/v2/failopen/manifests/v1", nil, nil)
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Fatalf("pull with broken records: %d", resp.StatusCode)
+	}
+	img, err := random.Image(1024, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := name.ParseReference(h.host+"/failopen:v2", name.Insecure)
+	if err := remote.Write(ref, img, remote.WithRetryStatusCodes()); err == nil {
+		t.Fatal("push acknowledged with broken records")
 	}
 	if n := h.proxy.RecordFailures(); n < 2 {
 		t.Fatalf("RecordFailures = %d, want >= 2 (push and pull)", n)

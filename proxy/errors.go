@@ -29,6 +29,8 @@ const (
 	CodeUnsupported         = "UNSUPPORTED"
 	CodeTooManyRequests     = "TOOMANYREQUESTS"
 	CodeUnavailable         = "UNAVAILABLE"
+	// CodeUnknown is distribution's code for a 500 (a storage error).
+	CodeUnknown = "UNKNOWN"
 )
 
 // Error is an OCI error answer: HTTP status and one entry of the error

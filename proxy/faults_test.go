@@ -6,7 +6,7 @@ package proxy
 // elsewhere and not repeated here: a client that disconnects mid-upload
 // (truncated_upload_test.go), an upstream that is down, slow or answers 5xx
 // (TestUpstreamFailuresAreClearAndBounded), a failing record store
-// (TestRecordFailureIsFailOpen), a slow analyzer detaching a pull at the tee
+// (TestRecordFailure, TestFaultFullDiskUnderBadger), a slow analyzer detaching a pull at the tee
 // (scan/tee TestSlowAnalyzerDetachesWithoutBlocking).
 
 import (

@@ -8,9 +8,12 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/rs/zerolog"
 
 	"github.com/tollgate-registry/tollgate/index"
 )
@@ -85,7 +88,7 @@ func (p *Proxy) getManifest(w http.ResponseWriter, r *http.Request, rt route, up
 			p.Logger.Error().Err(err).Str("repo", repo).Str("digest", d.String()).Str("op", "gate").Msg("gate failed; serving (fail-open)")
 		}
 	}
-	p.record(r.Context(), index.Event{
+	p.recordOrKeep(r.Context(), index.Event{
 		Kind: index.EventPull, Repository: repo, Digest: d, Tag: rt.tag(),
 		MediaType: mt, Size: int64(len(body)), Manifest: body, Mirror: up.mirror, At: p.now(),
 	})
@@ -134,11 +137,22 @@ func (p *Proxy) putManifest(w http.ResponseWriter, r *http.Request, rt route, up
 				d = digest.FromBytes(body)
 			}
 		}
-		p.record(r.Context(), index.Event{
+		ev := index.Event{
 			Kind: index.EventPush, Repository: up.recordRepo(), Digest: d, Tag: rt.tag(),
 			MediaType: mediaTypeOf(r.Header.Get("Content-Type"), body), Size: int64(len(body)),
 			Manifest: body, At: p.now(),
-		})
+		}
+		if err := p.record(r.Context(), ev); err != nil {
+			// Never acknowledge a push that is not recorded: fail as a
+			// registry does on a storage error. The registry holds the
+			// manifest, and a client that retries may find it there and
+			// not PUT again (crane, ggcr), so the record is kept and
+			// written (and observed) once a write succeeds again.
+			p.keep(ev, true)
+			WriteError(w, r, &Error{Status: http.StatusInternalServerError, Code: CodeUnknown,
+				Message: "the manifest push could not be recorded (tollgate index storage error); retry the push", Err: err})
+			return
+		}
 		if m.Subject != nil && m.Subject.Digest != "" && resp.Header.Get("OCI-Subject") == "" {
 			resp.Header.Set("OCI-Subject", m.Subject.Digest.String())
 		}
@@ -158,25 +172,130 @@ func (p *Proxy) deleteManifest(w http.ResponseWriter, r *http.Request, rt route,
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusAccepted {
 		d, _ := rt.refDigest()
-		p.record(r.Context(), index.Event{Kind: index.EventDelete, Repository: up.recordRepo(), Digest: d, Tag: rt.tag(), At: p.now()})
+		p.recordOrKeep(r.Context(), index.Event{Kind: index.EventDelete, Repository: up.recordRepo(), Digest: d, Tag: rt.tag(), At: p.now()})
 	}
 	p.relay(w, r, up, resp, nil)
 }
 
-// record writes ev (fail-open: a failure is logged and counted, never
-// returned) and then tells the observers.
-func (p *Proxy) record(ctx context.Context, ev index.Event) {
+// record writes any records kept from earlier failures, then ev, then
+// tells the observers. It returns ev's write error (logged and counted);
+// observers are told only of a written record.
+func (p *Proxy) record(ctx context.Context, ev index.Event) error {
 	ctx = context.WithoutCancel(ctx)
 	if p.Records != nil {
+		p.flushPending(ctx)
 		if err := p.Records.Record(ctx, ev); err != nil {
 			p.recordFailures.Add(1)
 			p.Logger.Error().Err(err).Str("op", "record").Str("repo", ev.Repository).
-				Str("digest", ev.Digest.String()).Str("kind", string(ev.Kind)).Msg("record failed; transfer continues")
+				Str("digest", ev.Digest.String()).Str("kind", string(ev.Kind)).Msg("record failed")
+			return err
 		}
 	}
 	for _, o := range p.Observers {
 		o.Observe(ctx, ev)
 	}
+	return nil
+}
+
+// recordOrKeep records a pull or delete, whose answer never depends on
+// the record (the registry already served or deleted): a write that
+// fails (a full disk) keeps ev in memory, bounded, and the next record
+// that can be written writes it first. Observers are told either way.
+func (p *Proxy) recordOrKeep(ctx context.Context, ev index.Event) {
+	if err := p.record(ctx, ev); err == nil || p.Records == nil {
+		return
+	}
+	p.keep(ev, false)
+	for _, o := range p.Observers {
+		o.Observe(context.WithoutCancel(ctx), ev)
+	}
+}
+
+// keep queues ev for a later write; observe says the observers are told
+// once it is written.
+func (p *Proxy) keep(ev index.Event, observe bool) {
+	if !p.pending.add(pendingRecord{ev: ev, observe: observe, attempts: 1}) {
+		p.Logger.Error().Str("op", "record").Str("repo", ev.Repository).Str("digest", ev.Digest.String()).
+			Str("kind", string(ev.Kind)).Int("pending", maxPendingRecords).Msg("record dropped: too many records pending")
+	}
+}
+
+// flushPending writes the kept records, telling the observers of those
+// that wait for it.
+func (p *Proxy) flushPending(ctx context.Context) {
+	for _, ev := range p.pending.flush(ctx, p.Records, p.Logger) {
+		for _, o := range p.Observers {
+			o.Observe(ctx, ev)
+		}
+	}
+}
+
+// maxPendingRecords bounds the records kept in memory while writes fail;
+// maxRecordAttempts drops one that still fails after that many writes (a
+// record the store refuses for good must not stay forever).
+const (
+	maxPendingRecords = 10000
+	maxRecordAttempts = 1000
+)
+
+// pendingRecords are records whose write failed, oldest first.
+type pendingRecords struct {
+	mu  sync.Mutex
+	evs []pendingRecord
+}
+
+type pendingRecord struct {
+	ev       index.Event
+	observe  bool // observers wait for the write
+	attempts int
+}
+
+func (q *pendingRecords) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.evs)
+}
+
+// add keeps pr; false when the queue is full (pr is dropped). A push
+// already kept (a client retrying it) is kept once.
+func (q *pendingRecords) add(pr pendingRecord) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if pr.ev.Kind == index.EventPush && slices.ContainsFunc(q.evs, func(o pendingRecord) bool {
+		return o.ev.Kind == pr.ev.Kind && o.ev.Repository == pr.ev.Repository && o.ev.Digest == pr.ev.Digest && o.ev.Tag == pr.ev.Tag
+	}) {
+		return true
+	}
+	if len(q.evs) >= maxPendingRecords {
+		return false
+	}
+	q.evs = append(q.evs, pr)
+	return true
+}
+
+// flush writes the kept records in order and stops at the first failure
+// (that record and the later ones stay, unless it ran out of attempts). It
+// returns the written records whose observers wait for them.
+func (q *pendingRecords) flush(ctx context.Context, r Recorder, log zerolog.Logger) []index.Event {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var observe []index.Event
+	for len(q.evs) > 0 {
+		pr := &q.evs[0]
+		if err := r.Record(ctx, pr.ev); err != nil {
+			if pr.attempts++; pr.attempts < maxRecordAttempts {
+				return observe
+			}
+			log.Error().Err(err).Str("op", "record").Str("repo", pr.ev.Repository).Str("digest", pr.ev.Digest.String()).
+				Str("kind", string(pr.ev.Kind)).Int("attempts", pr.attempts).Msg("pending record dropped: it keeps failing")
+		} else if pr.observe {
+			observe = append(observe, pr.ev)
+		}
+		q.evs[0] = pendingRecord{}
+		q.evs = q.evs[1:]
+	}
+	q.evs = nil
+	return observe
 }
 
 // archived reports whether image d is archived in repo (a lookup failure

@@ -119,6 +119,7 @@ type Proxy struct {
 	sessions       sessionTable
 	bufs           sync.Pool
 	recordFailures atomic.Int64
+	pending        pendingRecords
 }
 
 const (
@@ -165,9 +166,15 @@ func (p *Proxy) now() time.Time {
 	return time.Now()
 }
 
-// RecordFailures is the number of records that could not be written (the
-// transfer went on; the failure was logged).
+// RecordFailures is the number of record writes that failed (each was
+// logged; see record for what the client got).
 func (p *Proxy) RecordFailures() int64 { return p.recordFailures.Load() }
+
+// PendingRecords is the number of records that could not be written yet
+// (a full disk) and are kept in memory, bounded, until a write succeeds
+// again: pulls and deletes (answered as the registry answered) and pushes
+// (answered 500 UNKNOWN, but the registry holds the manifest).
+func (p *Proxy) PendingRecords() int { return p.pending.len() }
 
 // ServeHTTP answers the OCI distribution API.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
