@@ -36,7 +36,8 @@ func wireAdminAuth(ctx context.Context, s *server) error {
 
 // wireAdminAPI mounts the Inspector/ECR API, POST /v1/inuse and GET
 // /v1/sbom on the admin listener, behind the admin credentials, and puts
-// /v1/images behind them too. It runs after the lifecycle component:
+// /v1/images behind them too; the API's export workers (RunExports) run as
+// a background task. It runs after the lifecycle component:
 // s.lifecycle (when set) answers configuration, manual scans, archiving
 // and in-use questions.
 func wireAdminAPI(ctx context.Context, s *server) error {
@@ -64,7 +65,7 @@ func wireAdminAPI(ctx context.Context, s *server) error {
 		Images:    s.records,
 		Coverage:  admin.Coverages{Store: index.NewCoverages(s.db)},
 		Filters:   index.NewFilters(s.db),
-		SBOM:      admin.SBOMs{Inventories: index.NewInventories(s.db), ToolVersion: version},
+		SBOM:      admin.SBOMs{Inventories: index.NewInventories(s.db), Findings: index.NewFindingStore(s.db), ToolVersion: version},
 		Deleter:   admin.ProxyDeleter{Handler: s.proxy},
 		Region:    s.cfg.Admin.Region,
 		SBOMDir:   sbomDir,
@@ -82,6 +83,9 @@ func wireAdminAPI(ctx context.Context, s *server) error {
 		o.Archiver = admin.RecordsArchiver{Records: s.records}
 	}
 	api := admin.NewAPI(o)
+	// CreateSbomExport / CreateFindingsReport run in the background, bounded
+	// by the server's lifetime: interrupted exports end FAILED at shutdown.
+	s.background = append(s.background, api.RunExports)
 	s.admin.Handle("POST /", auth.Wrap(api))
 	s.admin.Handle("GET /v1/sbom", auth.Wrap(api.SBOMHandler()))
 	if inuse != nil {

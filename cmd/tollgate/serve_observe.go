@@ -182,7 +182,11 @@ func (o imageActionObserver) Observe(ctx context.Context, ev index.Event) {
 
 // wirePolicy installs the pull policy as the proxy's Gate when policy rules
 // are configured. Never-scanned images are scanned through s.imageScanner
-// (set by the scan component) before the manifest is served.
+// (set by the scan component) before the manifest is served. Findings are
+// counted as the admin API reports them (admin.SuppressedCounts): one a
+// SUPPRESS rule (CreateFilter) suppresses in every repository holding the
+// image does not refuse the pull; rules are read at every decision, so
+// UpdateFilter / DeleteFilter apply to the next pull (docs/policy.md).
 func wirePolicy(_ context.Context, s *server) error {
 	if len(s.cfg.Policy) == 0 {
 		return nil
@@ -193,13 +197,33 @@ func wirePolicy(_ context.Context, s *server) error {
 	}
 	s.proxy.Gate = policy.New(policy.Options{
 		Rules:     policy.RulesFromConfig(s.cfg.Policy),
-		Findings:  index.NewFindingStore(s.db),
+		Findings:  policyCounts(s),
 		Coverages: index.NewCoverages(s.db),
 		Scanner:   policyScanner{s},
 		Metrics:   pm,
 		Logger:    s.log,
 	})
 	return nil
+}
+
+// policyCounts counts an image's ACTIVE findings after the suppression
+// rules, with the same view of images, coverage, filters and in-use
+// reports as the admin API, so a finding the API shows SUPPRESSED never
+// refuses a pull.
+func policyCounts(s *server) admin.SuppressedCounts {
+	findings := index.NewFindingStore(s.db)
+	o := admin.APIOptions{
+		Findings: findings,
+		Images:   s.records,
+		Coverage: admin.Coverages{Store: index.NewCoverages(s.db)},
+		Filters:  index.NewFilters(s.db),
+		Region:   s.cfg.Admin.Region,
+		Logger:   s.log,
+	}
+	if s.lifecycle != nil {
+		o.InUse = admin.Lifecycle{Service: s.lifecycle}
+	}
+	return admin.SuppressedCounts{API: admin.NewAPI(o), Findings: findings}
 }
 
 // policyScanner runs a synchronous scan for the pull policy with the
