@@ -2,6 +2,7 @@ package index
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -26,7 +27,14 @@ type Rematcher struct {
 	Workers int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	Log zerolog.Logger
+	// OnChange, if set, is called by ApplyDelta and All once per image
+	// whose findings the re-match changed, after the change is committed,
+	// with what changed (created, updated, closed): e.g. to publish
+	// "Inspector2 Finding" events (events.Builder.FindingChanges,
+	// docs/events.md). Calls are sequential. An error is logged (fields
+	// digest, op) and the re-match goes on; it returns the errors joined.
+	OnChange func(ctx context.Context, image digest.Digest, rr ReplaceResult) error
+	Log      zerolog.Logger
 }
 
 // RematchResult summarises a re-match.
@@ -142,6 +150,7 @@ func (r *Rematcher) run(ctx context.Context, items []*imageWork, prep func(conte
 		n = 2
 	}
 	res := RematchResult{Examined: len(items)}
+	var changeErrs []error
 	for start := 0; start < len(items); start += rematchChunk {
 		part := items[start:min(len(items), start+rematchChunk)]
 		reqs := make([]ReplaceRequest, len(part))
@@ -177,11 +186,20 @@ func (r *Rematcher) run(ctx context.Context, items []*imageWork, prep func(conte
 				res.Created += len(rr.Created)
 				res.Updated += len(rr.Updated)
 				res.Closed += len(rr.Closed)
+				if r.OnChange != nil {
+					if err := r.OnChange(ctx, part[i].image, rr); err != nil {
+						r.Log.Error().Err(err).Str("op", "rematch").Str("digest", part[i].image.String()).Msg("finding changes not announced")
+						changeErrs = append(changeErrs, fmt.Errorf("index: rematch %s: %w", part[i].image, err))
+					}
+				}
 			}
 		}
 	}
 	sort.Slice(res.Changed, func(i, j int) bool { return res.Changed[i] < res.Changed[j] })
 	r.Log.Info().Str("op", "rematch").Int("examined", res.Examined).Int("changed", len(res.Changed)).
 		Int("created", res.Created).Int("closed", res.Closed).Msg("re-match done")
-	return res, ctx.Err()
+	if err := ctx.Err(); err != nil {
+		changeErrs = append(changeErrs, err)
+	}
+	return res, errors.Join(changeErrs...)
 }
