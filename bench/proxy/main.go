@@ -5,6 +5,10 @@
 // process). It starts `tollgate serve` itself.
 //
 //	go run ./bench/proxy -bin bin/tollgate [-size 1073741824] [-rounds 3] [-out FILE]
+//	go run ./bench/proxy -bin bin/tollgate -gztar [-size 5368709120] [-out FILE]
+//
+// With -gztar it measures peak RSS instead, with a gzip tar layer of about
+// -size compressed bytes that is analysed on the way (gztar.go).
 //
 // The layer is generated on the fly from a seeded ChaCha8 stream (never held
 // in memory); pushes are docker-style (POST, one chunked PATCH, empty PUT),
@@ -39,9 +43,19 @@ func main() {
 	bin := flag.String("bin", "bin/tollgate", "tollgate binary")
 	size := flag.Int64("size", 1<<30, "layer size in bytes")
 	rounds := flag.Int("rounds", 3, "rounds (medians are reported)")
-	out := flag.String("out", "", "results file (default bench/results/proxy-<date>.txt)")
+	out := flag.String("out", "", "results file (default bench/results/proxy-<date>.txt, with -gztar proxy-rss-<date>.txt)")
+	gz := flag.Bool("gztar", false, "peak RSS proxying and scanning a generated gzip tar layer of about -size bytes (default 5 GiB)")
 	flag.Parse()
-	if err := run(*bin, *size, *rounds, *out); err != nil {
+	var err error
+	if *gz {
+		if !isFlagSet("size") {
+			*size = 5 << 30
+		}
+		err = runGzTar(context.Background(), *bin, *size, *out)
+	} else {
+		err = run(*bin, *size, *rounds, *out)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "proxy-bench:", err)
 		os.Exit(1)
 	}
@@ -73,6 +87,7 @@ type server struct {
 	cmd      *exec.Cmd
 	proxy    string // http://host:port of the proxy
 	registry string // http://host:port of the embedded registry
+	admin    string // http://host:port of the admin listener, if any
 }
 
 func startServer(bin, dir string, extra ...string) (*server, error) {
@@ -87,6 +102,7 @@ func startServer(bin, dir string, extra ...string) (*server, error) {
 		return nil, err
 	}
 	s := &server{cmd: cmd}
+	wantAdmin := slices.Contains(extra, "--admin-listen")
 	ready := make(chan error, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -102,11 +118,13 @@ func startServer(bin, dir string, extra ...string) (*server, error) {
 				s.registry = l.URL
 			case "registry listening":
 				s.proxy = "http://" + l.Addr
+			case "admin listening":
+				s.admin = "http://" + l.Addr
 			}
 			if l.Level == "error" {
 				fmt.Fprintln(os.Stderr, "tollgate:", sc.Text())
 			}
-			if !sent && s.proxy != "" && s.registry != "" {
+			if !sent && s.proxy != "" && s.registry != "" && (s.admin != "" || !wantAdmin) {
 				ready <- nil
 				sent = true
 			}
@@ -147,7 +165,7 @@ var client = &http.Client{Transport: &http.Transport{
 	DisableCompression: true, WriteBufferSize: 256 << 10, ReadBufferSize: 256 << 10, MaxIdleConnsPerHost: 4,
 }}
 
-func push(ctx context.Context, base, repo, dgst string, size int64) (time.Duration, error) {
+func push(ctx context.Context, base, repo, dgst string, body io.Reader) (time.Duration, error) {
 	start := time.Now()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v2/"+repo+"/blobs/uploads/", nil)
 	resp, err := client.Do(req)
@@ -166,7 +184,7 @@ func push(ctx context.Context, base, repo, dgst string, size int64) (time.Durati
 	if err != nil {
 		return 0, err
 	}
-	req, _ = http.NewRequestWithContext(ctx, http.MethodPatch, loc.String(), io.NopCloser(newLayer(size)))
+	req, _ = http.NewRequestWithContext(ctx, http.MethodPatch, loc.String(), io.NopCloser(body))
 	req.ContentLength = -1 // chunked, as docker streams layers
 	req.Header.Set("Content-Type", "application/octet-stream")
 	if resp, err = client.Do(req); err != nil {
@@ -329,14 +347,14 @@ func measure(bin, dataDir string, args []string, dgst string, size int64, rounds
 		fmt.Fprintf(os.Stderr, "round %d\n", i+1)
 		direct := func() error {
 			repo := fmt.Sprintf("bench/direct%d", i)
-			if err := step("push direct", &res.pushD, func() (time.Duration, error) { return push(ctx, s.registry, repo, dgst, size) }); err != nil {
+			if err := step("push direct", &res.pushD, func() (time.Duration, error) { return push(ctx, s.registry, repo, dgst, newLayer(size)) }); err != nil {
 				return err
 			}
 			return step("pull direct", &res.pullD, func() (time.Duration, error) { return pull(ctx, s.registry, repo, dgst, size) })
 		}
 		proxied := func() error {
 			repo := fmt.Sprintf("bench/proxy%d", i)
-			if err := step("push proxy", &res.pushP, func() (time.Duration, error) { return push(ctx, s.proxy, repo, dgst, size) }); err != nil {
+			if err := step("push proxy", &res.pushP, func() (time.Duration, error) { return push(ctx, s.proxy, repo, dgst, newLayer(size)) }); err != nil {
 				return err
 			}
 			return step("pull proxy", &res.pullP, func() (time.Duration, error) { return pull(ctx, s.proxy, repo, dgst, size) })
