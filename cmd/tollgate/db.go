@@ -50,24 +50,31 @@ func newDBCmd(g *globals) *cobra.Command {
 		Short: "Manage the advisory database (OSV feeds)",
 	}
 	var format string
-	open := func(cmd *cobra.Command) (*index.DB, *index.Updater, *index.Rematcher, error) {
+	// open opens the index; with webhooks configured, the finding changes of
+	// its re-matches go to the outbox as events (rematchAnnouncer), which the
+	// next `tollgate serve` delivers.
+	open := func(cmd *cobra.Command) (dbCommandIndex, *index.Updater, *index.Rematcher, error) {
 		c, err := g.load(cmd)
 		if err != nil {
-			return nil, nil, nil, err
+			return dbCommandIndex{}, nil, nil, err
 		}
 		if err := c.Validate(); err != nil {
-			return nil, nil, nil, err
+			return dbCommandIndex{}, nil, nil, err
 		}
 		log := g.logger(c)
 		if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
-			return nil, nil, nil, err
+			return dbCommandIndex{}, nil, nil, err
 		}
 		db, err := index.Open(filepath.Join(c.DataDir, "index"), index.Options{Logger: log})
 		if err != nil {
-			return nil, nil, nil, err
+			return dbCommandIndex{}, nil, nil, err
 		}
 		u, rm := advisoryUpdater(c, db, log)
-		return db, u, rm, nil
+		ann := newRematchAnnouncer(c, db)
+		if ann != nil {
+			rm.OnChange = ann.OnChange
+		}
+		return dbCommandIndex{db: db, ann: ann}, u, rm, nil
 	}
 	results := func(rs []index.UpdateResult) error {
 		if format == "json" {
