@@ -89,14 +89,15 @@ func wireScanWith(ctx context.Context, s *server, h scanHooks) error {
 		deferred = s.metrics.CountDeferred(deferred)
 	}
 	t := tee.New(tee.Options{
-		Analyzers:   analyzers,
-		Limits:      limits,
-		BufferBytes: cfg.Scan.TeeBufferBytes,
-		Workers:     cfg.Scan.Workers,
-		Store:       invs,
-		Deferred:    deferred,
-		Committed:   func(_ context.Context, _ string, li *scan.LayerInventory) { waits.finish(li.Digest) },
-		Logger:      s.log,
+		Analyzers:       analyzers,
+		Limits:          limits,
+		BufferBytes:     cfg.Scan.TeeBufferBytes,
+		Workers:         cfg.Scan.Workers,
+		AnalysisTimeout: cfg.Scan.AnalysisTimeout,
+		Store:           invs,
+		Deferred:        deferred,
+		Committed:       func(_ context.Context, _ string, li *scan.LayerInventory) { waits.finish(li.Digest) },
+		Logger:          s.log,
 	})
 	s.proxy.Teer = s.metrics.CountTee(newTrackedTeer(t, waits))
 	s.closers = append(s.closers, func(ctx context.Context) error {

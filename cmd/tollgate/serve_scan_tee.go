@@ -92,13 +92,29 @@ func (w *teeWaits) wait(ctx context.Context, d digest.Digest, max time.Duration)
 // whose first bytes look like a layer (scan.LooksLikeLayer, the tee's own
 // test; other blobs — configs, signatures — it drops without a callback).
 // It marks before the tee can report: at UploadDone (which may report a
-// detached blob at once) and before a pull sink's Done.
+// detached blob at once) and before a pull sink's Done. The tee reports a
+// digest's deferral once: an upload of a digest whose deferral stands
+// (reporter) is not marked, as no report would end the mark; its image
+// scan reads the layer from the registry (or the tee's store, if this
+// upload's analysis commits first).
 type trackedTeer struct {
 	inner scan.Teer
 	waits *teeWaits
 
 	mu    sync.Mutex
 	heads map[string]*headSink // repo + "\x00" + session: the session's first bytes
+}
+
+// reporter is tee.Teer's Reported: whether d's deferral was reported and
+// stands, so the tee will not report d again for now.
+type reporter interface {
+	Reported(d digest.Digest) bool
+}
+
+// reported is whether inner will not report d (its deferral stands).
+func (t *trackedTeer) reported(d digest.Digest) bool {
+	r, ok := t.inner.(reporter)
+	return ok && r.Reported(d)
 }
 
 func newTrackedTeer(inner scan.Teer, waits *teeWaits) *trackedTeer {
@@ -142,7 +158,7 @@ func (t *trackedTeer) UploadDone(ctx context.Context, repo, session string, d di
 	h := t.heads[k]
 	delete(t.heads, k)
 	t.mu.Unlock()
-	if d != "" && h != nil && h.layer() {
+	if d != "" && h != nil && h.layer() && !t.reported(d) {
 		t.waits.start(d)
 	}
 	t.inner.UploadDone(ctx, repo, session, d)

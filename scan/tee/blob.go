@@ -197,6 +197,10 @@ func (b *blob) analyse(ctx context.Context) (*scan.LayerInventory, digest.Digest
 	return li, digest.NewDigest(digest.SHA256, hr.h)
 }
 
+// abandonGrace is how long a walk past its deadline gets to notice its
+// cancelled context before it is abandoned.
+const abandonGrace = time.Second
+
 type walked struct {
 	li  *scan.LayerInventory
 	sum digest.Digest
@@ -258,12 +262,16 @@ wait:
 		case <-deadline:
 			timedOut = true
 			cancel()
+			select { // a walk that honours ctx returns at once
+			case w = <-res:
+				break wait
+			case <-time.After(min(t.opts.AnalysisTimeout, abandonGrace)):
+			}
 			if b.walk.CompareAndSwap(walkRunning, walkAbandoned) {
 				t.abandoned.Add(1)
 				log.Warn().Dur("timeout", t.opts.AnalysisTimeout).Msg("layer analysis past its deadline ignores cancellation: abandoned, worker freed")
 			} else {
 				w = <-res // it returned just now
-				timedOut = false
 			}
 			break wait
 		}
@@ -311,6 +319,9 @@ wait:
 			return
 		}
 	}
+	t.mu.Lock()
+	delete(t.reported, final) // stored: a later failure may be reported again
+	t.mu.Unlock()
 	log.Debug().Str("digest", final.String()).Int("packages", len(li.Packages)).Msg("layer analysed in transfer")
 	if t.opts.Committed != nil {
 		t.opts.Committed(ctx, b.repo, li)

@@ -61,9 +61,9 @@ type Options struct {
 	// transfer (detached, failed, timed out, digest mismatch, not stored),
 	// to queue a scan that fetches it from the registry later. reason is
 	// for logs and status. It is called at most once per digest while that
-	// report stands: not again for a digest another analysis has in
-	// flight, nor within 15 minutes of its last report unless a new
-	// analysis of it started since.
+	// report stands (15 minutes, or until the digest is committed): not
+	// for a digest another analysis has in flight, and a pull of a digest
+	// whose report stands is not teed (its registry read is queued).
 	Deferred func(ctx context.Context, repo string, d digest.Digest, reason string)
 	// Committed, if set, is called after a layer inventory was stored.
 	Committed func(ctx context.Context, repo string, inv *scan.LayerInventory)
@@ -134,6 +134,21 @@ func (t *Teer) InFlight(d digest.Digest) bool {
 	return t.inflight[d] != nil
 }
 
+// Reported reports whether a deferral of d stands: it was reported within
+// the last 15 minutes and d was not committed since, so the tee will not
+// report d again nor tee a pull of it.
+func (t *Teer) Reported(d digest.Digest) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.standsLocked(d, time.Now())
+}
+
+// standsLocked is Reported with t.mu held.
+func (t *Teer) standsLocked(d digest.Digest, now time.Time) bool {
+	at, ok := t.reported[d]
+	return ok && now.Sub(at) < reportedTTL
+}
+
 // CancelIdleUploads cancels every upload session no request is delivering
 // bytes to right now, and returns how many it cancelled. At shutdown, after
 // the listeners stopped, nothing will finish such a session (a client that
@@ -177,27 +192,26 @@ const (
 )
 
 // reportedTTL is how long a deferral of a digest stands against a repeat
-// report when no new analysis of it started; maxReported bounds the set.
+// report (unless the digest is committed); maxReported bounds the set.
 const (
 	reportedTTL = 15 * time.Minute
 	maxReported = 4096
 )
 
 // Pull tees the body of a blob GET of dgst; nil when dgst is already
-// analysed or being analysed, or no worker is free.
+// analysed, being analysed or deferred (Reported), or no worker is free.
 func (t *Teer) Pull(ctx context.Context, repo string, dgst digest.Digest, size int64) scan.BlobSink {
 	if dgst.Validate() != nil || t.known(ctx, dgst) {
 		return nil
 	}
 	t.mu.Lock()
-	if t.inflight[dgst] != nil {
+	if t.inflight[dgst] != nil || t.standsLocked(dgst, time.Now()) {
 		t.mu.Unlock()
-		return nil // coalesced: the analysis in flight serves this pull too
+		return nil // coalesced: the analysis in flight, or the deferred read, serves this pull too
 	}
 	b := t.start(ctx, repo, dgst)
 	if b != nil {
 		t.inflight[dgst] = b
-		delete(t.reported, dgst)
 	}
 	t.mu.Unlock()
 	if b == nil {
@@ -271,7 +285,6 @@ func (t *Teer) UploadDone(ctx context.Context, repo, session string, dgst digest
 		}
 		t.inflight[dgst] = b
 		b.key = dgst
-		delete(t.reported, dgst)
 		t.mu.Unlock()
 	}
 	b.mu.Lock()
@@ -297,8 +310,8 @@ func (t *Teer) known(ctx context.Context, d digest.Digest) bool {
 }
 
 // deferred reports d through Options.Deferred unless that would repeat a
-// report: another analysis (not self) has d in flight, or d was reported
-// within reportedTTL and no analysis of it started since.
+// report: another analysis (not self) has d in flight, or d's earlier
+// report stands.
 func (t *Teer) deferred(ctx context.Context, repo string, d digest.Digest, reason string, self *blob) {
 	now := time.Now()
 	t.mu.Lock()
@@ -306,7 +319,7 @@ func (t *Teer) deferred(ctx context.Context, repo string, d digest.Digest, reaso
 		t.mu.Unlock()
 		return
 	}
-	if at, ok := t.reported[d]; ok && now.Sub(at) < reportedTTL {
+	if t.standsLocked(d, now) {
 		t.mu.Unlock()
 		t.opts.Logger.Debug().Str("repo", repo).Str("digest", d.String()).Str("op", "tee").Str("reason", reason).Msg("blob already deferred")
 		return
