@@ -7,11 +7,13 @@
 #   bash bench/run.sh               # everything (the 1 GiB proxy layer, the 5 GiB
 #                                   # analysis layer, syft, re-match at 100,000 images)
 #   QUICK=1 bash bench/run.sh       # minutes, not an hour: 256 MiB proxy layer, no
-#                                   # 5 GiB layer, no syft, re-match at 10,000 images
-#   ONLY="proxy shared" bash bench/run.sh   # some of: proxy shared analysis match go
+#                                   # 5 GiB layers (analysis, proxy-rss), no syft,
+#                                   # re-match at 10,000 images
+#   ONLY="proxy shared" bash bench/run.sh   # some of: proxy proxy-rss shared analysis match go osv
 #
 # Env: TOLLGATE_SHARED (default ../shared), PROXY_SIZE (bytes), IMAGES
-# (re-match image counts), ROUNDS (shared-images rounds), NO_SYFT=1.
+# (re-match image counts), ROUNDS (shared-images rounds), NO_SYFT=1,
+# NO_OSV_SCANNER=1 (skip the osv-scanner v2 comparison; QUICK skips it too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin:$(go env GOPATH)/bin"
@@ -19,7 +21,7 @@ export TOLLGATE_SHARED="${TOLLGATE_SHARED:-$(cd .. && pwd)/shared}"
 DATE=$(date -u +%F)
 RES=bench/results
 mkdir -p "$RES" bin
-ONLY=${ONLY:-proxy shared analysis match go}
+ONLY=${ONLY:-proxy proxy-rss shared analysis match go osv}
 SUFFIX=""
 if [ -n "${QUICK:-}" ]; then
 	SUFFIX=-quick # never overwrite a full run's results
@@ -27,6 +29,7 @@ if [ -n "${QUICK:-}" ]; then
 	IMAGES=${IMAGES:-10000}
 	ROUNDS=${ROUNDS:-3}
 	NO_SYFT=${NO_SYFT:-1}
+	NO_OSV_SCANNER=${NO_OSV_SCANNER:-1}
 else
 	PROXY_SIZE=${PROXY_SIZE:-1073741824}
 	IMAGES=${IMAGES:-10000,100000}
@@ -66,6 +69,17 @@ proxy() {
 	{ echo; machine; } >>"$out"
 }
 want proxy && step proxy proxy
+
+# 1b. Peak RSS while proxying and scanning a ~5 GiB gzip tar layer (its image
+#     pushed through the proxy with scanning on, pulled back, the scan waited
+#     for and checked in the SBOM), beside the embedded registry's own peak.
+#     Needs ~16 GiB free in $TMPDIR. Not under QUICK.
+proxyrss() {
+	local out="$RES/proxy-rss-$DATE.txt"
+	bash bench/proxy/run.sh -gztar -size "${RSS_SIZE:-5368709120}" -out "$out"
+	{ echo; machine; } >>"$out"
+}
+if want proxy-rss && [ -z "${QUICK:-}" ]; then step proxy-rss proxyrss; fi
 
 # 2. Shared images through tollgate with scanning on ÷ direct, and the time
 #    from each manifest PUT's answer to its scan being listed.
@@ -137,11 +151,18 @@ gobench() {
 }
 want go && step go gobench
 
+# 6. Findings and time against osv-scanner v2, offline with the same
+#    advisories, on every shared image (builds osv-scanner with go1.27.3).
+osvscanner() {
+	OUT="$RES/osv-scanner-$DATE$SUFFIX.txt" ROUNDS=$ROUNDS bash bench/accuracy/osv-scanner.sh
+}
+if want osv && [ -z "${NO_OSV_SCANNER:-}" ]; then step osv-scanner osvscanner; fi
+
 # Summary: the ratio and goal lines of every result file of this run.
 {
 	echo "tollgate benchmarks, $(date -u +%FT%TZ)${QUICK:+ (QUICK)}: ${ran[*]:-none}"
 	machine
-	for n in proxy shared-images shared-images-scan-off analysis match; do
+	for n in proxy proxy-rss shared-images shared-images-scan-off analysis match osv-scanner; do
 		f="$RES/$n-$DATE$SUFFIX.txt"
 		[ -f "$f" ] || continue
 		echo
