@@ -46,8 +46,17 @@ func BenchmarkSharedImages(b *testing.B) {
 	if os.Getenv("TOLLGATE_BENCH_SCAN") == "off" {
 		scanOn, extraCfg, mode = false, "scan:\n  enabled: false\n", "scanning off (scan.enabled: false)"
 	}
+	// TOLLGATE_BENCH_CONFIG: more YAML for the server's config (to compare
+	// settings side by side, e.g. "scan:\n  workers: 1\n").
+	if v := os.Getenv("TOLLGATE_BENCH_CONFIG"); v != "" {
+		extraCfg += v
+		mode += ", extra config " + strconv.Quote(v)
+	}
 
-	type sample struct{ push, pull [2]time.Duration } // [proxy, direct]
+	// [proxy, direct]; cpu: the tollgate process's user+system seconds
+	// during the transfers (proxy, tee, analysis and the embedded registry
+	// share it), steadier than wall time on a loaded machine.
+	type sample struct{ push, pull, pushCPU, pullCPU [2]time.Duration }
 	var samples []sample
 	var latencies []time.Duration
 	var imports []time.Duration
@@ -77,19 +86,21 @@ func BenchmarkSharedImages(b *testing.B) {
 			}
 			for _, si := range images {
 				si.Repo = prefix + si.Repo
-				t1 := time.Now()
+				c1, t1 := procCPU(s.cmd.Process.Pid), time.Now()
 				si.push(b, host)
 				answered := time.Now()
 				smp.push[path] += answered.Sub(t1)
+				smp.pushCPU[path] += procCPU(s.cmd.Process.Pid) - c1
 				if path == 0 && scanOn {
 					latencies = append(latencies, s.scanLatency(b, si.Repo, answered))
 				}
 			}
 			for _, si := range images {
 				si.Repo = prefix + si.Repo
-				t1 := time.Now()
+				c1, t1 := procCPU(s.cmd.Process.Pid), time.Now()
 				pullAll(b, host, si)
 				smp.pull[path] += time.Since(t1)
+				smp.pullCPU[path] += procCPU(s.cmd.Process.Pid) - c1
 			}
 		}
 		samples = append(samples, smp)
@@ -123,7 +134,10 @@ func BenchmarkSharedImages(b *testing.B) {
 	fmt.Fprintf(&sb, "method:  %d rounds, fresh server each, alternating order; proxy = tollgate :5000 with %s; direct = its embedded registry's loopback listener (--embedded-listen); medians\n\n", rounds, mode)
 	fmt.Fprintf(&sb, "         direct MiB/s    proxy MiB/s    ratio (goal >= 0.97)\n")
 	fmt.Fprintf(&sb, "push     %12.1f   %12.1f    %.3f\n", mibs(pushD), mibs(pushP), pushD.Seconds()/pushP.Seconds())
-	fmt.Fprintf(&sb, "pull     %12.1f   %12.1f    %.3f\n\n", mibs(pullD), mibs(pullP), pullD.Seconds()/pullP.Seconds())
+	fmt.Fprintf(&sb, "pull     %12.1f   %12.1f    %.3f\n", mibs(pullD), mibs(pullP), pullD.Seconds()/pullP.Seconds())
+	fmt.Fprintf(&sb, "tollgate CPU seconds, medians: push direct %.2f proxy %.2f, pull direct %.2f proxy %.2f\n\n",
+		med(func(x sample) time.Duration { return x.pushCPU[1] }).Seconds(), med(func(x sample) time.Duration { return x.pushCPU[0] }).Seconds(),
+		med(func(x sample) time.Duration { return x.pullCPU[1] }).Seconds(), med(func(x sample) time.Duration { return x.pullCPU[0] }).Seconds())
 	if scanOn {
 		fmt.Fprintf(&sb, "manifest PUT answered → scan listed (coverage lastScannedAt + findings), %d samples: p50 %s  p95 %s  max %s (goal p95 <= 250ms)\n",
 			len(latencies), pct(0.5).Round(time.Millisecond), pct(0.95).Round(time.Millisecond), latencies[len(latencies)-1].Round(time.Millisecond))
@@ -135,6 +149,14 @@ func BenchmarkSharedImages(b *testing.B) {
 	fmt.Fprintf(&sb, "\nraw pull seconds proxy/direct:")
 	for _, x := range samples {
 		fmt.Fprintf(&sb, " %.2f/%.2f", x.pull[0].Seconds(), x.pull[1].Seconds())
+	}
+	fmt.Fprintf(&sb, "\ntollgate CPU seconds (user+sys) push proxy/direct:")
+	for _, x := range samples {
+		fmt.Fprintf(&sb, " %.2f/%.2f", x.pushCPU[0].Seconds(), x.pushCPU[1].Seconds())
+	}
+	fmt.Fprintf(&sb, "\ntollgate CPU seconds (user+sys) pull proxy/direct:")
+	for _, x := range samples {
+		fmt.Fprintf(&sb, " %.2f/%.2f", x.pullCPU[0].Seconds(), x.pullCPU[1].Seconds())
 	}
 	fmt.Fprintf(&sb, "\nraw latencies:")
 	for _, l := range latencies {
@@ -342,6 +364,22 @@ func medDur(ds []time.Duration) time.Duration {
 	c := append([]time.Duration(nil), ds...)
 	sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })
 	return c[len(c)/2]
+}
+
+// procCPU is process pid's user+system CPU time (/proc/<pid>/stat), 0 when unreadable.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]) // fields from 3 (state) on
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)        // utime, field 14
+	st, _ := strconv.ParseInt(f[12], 10, 64)        // stime, field 15
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
 }
 
 func uname() string {
