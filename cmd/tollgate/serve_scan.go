@@ -77,16 +77,32 @@ func wireScanWith(ctx context.Context, s *server, h scanHooks) error {
 	analyzers := analyzer.Default(analyzer.Options{MaxNestingDepth: l.MaxNestingDepth})
 	invs := index.NewInventories(s.db)
 
-	// The tee. A layer it did not analyse (detached, failed) is read from the
-	// registry by the image scan that needs it: Deferred only ends the wait.
+	// The tee. A layer upload it did not analyse (detached, failed) is read
+	// from the registry at once, one at a time (prefetcher), and the image
+	// scan waits for that instead of starting the read itself only after the
+	// manifest PUT; other deferred blobs only end the wait.
 	waits := newTeeWaits()
-	deferred := func(_ context.Context, repo string, d digest.Digest, reason string) {
+	av := scan.AnalyzersVersion(analyzers)
+	var pf *prefetcher // set below, once the fetcher exists (before any request)
+	report := func(ctx context.Context, repo string, d digest.Digest, reason string) {
+		if pf != nil && pf.start(ctx, repo, d) {
+			s.log.Debug().Str("op", "tee").Str("repo", repo).Str("layer", d.String()).Str("reason", reason).
+				Msg("layer not analysed in transfer: read from the registry now")
+			return
+		}
 		waits.finish(d)
 		s.log.Debug().Str("op", "tee").Str("repo", repo).Str("layer", d.String()).Str("reason", reason).
 			Msg("layer not analysed in transfer: the image scan reads it from the registry")
 	}
 	if s.metrics != nil {
-		deferred = s.metrics.CountDeferred(deferred)
+		report = s.metrics.CountDeferred(report)
+	}
+	deferred := func(ctx context.Context, repo string, d digest.Digest, reason string) {
+		if has, err := invs.HasLayer(ctx, d, av); err == nil && has {
+			waits.finish(d) // a re-upload of a stored layer (knownTeer ended its analysis)
+			return
+		}
+		report(ctx, repo, d, reason)
 	}
 	t := tee.New(tee.Options{
 		Analyzers:       analyzers,
@@ -99,7 +115,10 @@ func wireScanWith(ctx context.Context, s *server, h scanHooks) error {
 		Committed:       func(_ context.Context, _ string, li *scan.LayerInventory) { waits.finish(li.Digest) },
 		Logger:          s.log,
 	})
-	s.proxy.Teer = s.metrics.CountTee(newTrackedTeer(t, waits))
+	s.proxy.Teer = s.metrics.CountTee(newKnownTeer(newTrackedTeer(t, waits), func(ctx context.Context, d digest.Digest) bool {
+		ok, err := invs.HasLayer(ctx, d, av)
+		return err == nil && ok
+	}))
 	s.closers = append(s.closers, func(ctx context.Context) error {
 		// The listeners have stopped: an upload session no request is
 		// feeding (a cancelled push, no final PUT) will never finish, so
@@ -128,6 +147,9 @@ func wireScanWith(ctx context.Context, s *server, h scanHooks) error {
 	}
 	asm := scan.NewAssembler(scan.AssemblerOptions{Analyzers: analyzers, Limits: limits,
 		Cache: waitingCache{Inventories: invs, waits: waits, max: maxTeeWait}, Logger: s.log})
+	pf = newPrefetcher(scan.NewAssembler(scan.AssemblerOptions{Analyzers: analyzers, Limits: limits,
+		Cache: invs, Logger: s.log}), fetcher, waits, s.log)
+	s.closers = append(s.closers, pf.close)
 	advs := index.NewAdvisoryStore(s.db, s.log)
 	pix := index.NewPkgIndex(s.db)
 	fstore := index.NewFindingStore(s.db)
