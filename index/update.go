@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	"github.com/rs/zerolog"
 
 	"github.com/tollgate-registry/tollgate/scan/match"
@@ -102,6 +103,12 @@ func (u *Updater) updateOne(ctx context.Context, eco string, prev AdvisorySource
 		return nil, err
 	}
 	if f.NotModified {
+		// The feed answered "unchanged": the data is as fresh as an import
+		// that changed nothing, so its ImportedAt (the age status and
+		// /metrics show) moves on as such an import's would.
+		if err := u.Store.touchImported(ctx, eco, time.Now().UTC()); err != nil {
+			return nil, err
+		}
 		return []UpdateResult{{Source: eco, Origin: src, NotModified: true, Count: prev.Count}}, nil
 	}
 	defer os.Remove(f.Path)
@@ -194,4 +201,30 @@ func (u *Updater) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// touchImported sets source's ImportedAt to now, as an import that changed
+// nothing does, without reading or rewriting its advisories (a conditional
+// download answered 304). A source that does not exist is left absent.
+func (s *AdvisoryStore) touchImported(ctx context.Context, source string, now time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := s.db.bdb.Update(func(txn *badger.Txn) error {
+		var src AdvisorySource
+		if err := getJSON(txn, key(pfxAdvSource, source), &src); err != nil {
+			return err
+		}
+		src.ImportedAt = now
+		return setJSON(txn, key(pfxAdvSource, source), &src)
+	})
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("index: advisory source %s: %w", source, err)
+	}
+	return nil
 }

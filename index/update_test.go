@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
@@ -65,10 +66,18 @@ func TestUpdaterConditionalDownload(t *testing.T) {
 	require.Len(t, rs, 1)
 	require.Equal(t, []string{"GO-2099-0001"}, rs[0].Delta.Added)
 
+	before, err := store.Sources(ctx)
+	require.NoError(t, err)
+	time.Sleep(10 * time.Millisecond)
 	rs, err = u.Update(ctx)
 	require.NoError(t, err)
 	require.True(t, rs[0].NotModified)
 	require.Equal(t, int32(1), notMod.Load())
+	after, err := store.Sources(ctx)
+	require.NoError(t, err)
+	require.True(t, after[0].ImportedAt.After(before[0].ImportedAt), "a 304 is a successful refresh: the age restarts")
+	require.Equal(t, before[0].ChangedAt, after[0].ChangedAt)
+	require.Equal(t, before[0].Generation, after[0].Generation)
 
 	// A cut download changes nothing.
 	body = zipOf(t, map[string]string{"GO-2099-0001.json": osvGo1, "GO-2099-0002.json": osvGo2})
