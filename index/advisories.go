@@ -348,7 +348,7 @@ func (s *AdvisoryStore) Import(ctx context.Context, source string, advs []match.
 		if opts.ETag != "" || opts.LastModified != "" {
 			old.ETag, old.LastModified = opts.ETag, opts.LastModified
 		}
-		err := s.db.bdb.Update(func(txn *badger.Txn) error { return setJSON(txn, key(pfxAdvSource, source), old) })
+		err := s.db.update(func(txn *badger.Txn) error { return setJSON(txn, key(pfxAdvSource, source), old) })
 		return delta, err
 	}
 
@@ -361,7 +361,7 @@ func (s *AdvisoryStore) Import(ctx context.Context, source string, advs []match.
 		s.dropGeneration(gen, pfxAdvStage)
 		return AdvisoryDelta{Source: source}, fmt.Errorf("index: import %s: %w", source, err)
 	}
-	err = s.db.bdb.Update(func(txn *badger.Txn) error {
+	err = s.db.update(func(txn *badger.Txn) error {
 		if old != nil {
 			if err := txn.Set(key(pfxAdvOld, old.Generation), nil); err != nil {
 				return err
@@ -414,10 +414,10 @@ func packagesOf(a *match.Advisory) []match.PackageKey {
 
 // stage writes a generation with a write batch (no transaction size limit).
 func (s *AdvisoryStore) stage(ctx context.Context, gen string, next map[string]*match.Advisory, digests map[string]advisoryDigest) error {
-	if err := s.db.bdb.Update(func(txn *badger.Txn) error { return txn.Set(key(pfxAdvStage, gen), nil) }); err != nil {
+	if err := s.db.update(func(txn *badger.Txn) error { return txn.Set(key(pfxAdvStage, gen), nil) }); err != nil {
 		return err
 	}
-	wb := s.db.bdb.NewWriteBatch()
+	wb := s.db.newWriteBatch()
 	defer wb.Cancel()
 	for id, a := range next {
 		if err := ctx.Err(); err != nil {
@@ -454,7 +454,7 @@ func (s *AdvisoryStore) dropGeneration(gen, markerPfx string) {
 			return
 		}
 	}
-	_ = s.db.bdb.Update(func(txn *badger.Txn) error { return txn.Delete(key(markerPfx, gen)) })
+	_ = s.db.update(func(txn *badger.Txn) error { return txn.Delete(key(markerPfx, gen)) })
 }
 
 // cleanup removes generations left by imports that died before or after

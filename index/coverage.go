@@ -105,7 +105,7 @@ func (s *Coverages) All(ctx context.Context) (map[digest.Digest]*Coverage, error
 // PutMany stores many coverages in one write batch (imports, benchmarks);
 // it does not read, so it overwrites.
 func (s *Coverages) PutMany(ctx context.Context, cs []*Coverage) error {
-	wb := s.db.bdb.NewWriteBatch()
+	wb := s.db.newWriteBatch()
 	defer wb.Cancel()
 	for _, c := range cs {
 		if err := ctx.Err(); err != nil {

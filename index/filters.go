@@ -41,7 +41,7 @@ func (s *Filters) PutFilter(ctx context.Context, f Filter) error {
 	if f.ARN == "" {
 		return errors.New("index: filter without arn")
 	}
-	return s.db.bdb.Update(func(txn *badger.Txn) error { return setJSON(txn, filterKey(f.ARN), f) })
+	return s.db.update(func(txn *badger.Txn) error { return setJSON(txn, filterKey(f.ARN), f) })
 }
 
 // GetFilter returns the filter with arn, or an error wrapping ErrNotFound.
@@ -53,7 +53,7 @@ func (s *Filters) GetFilter(ctx context.Context, arn string) (Filter, error) {
 
 // DeleteFilter removes the filter with arn; ErrNotFound (wrapped) if absent.
 func (s *Filters) DeleteFilter(ctx context.Context, arn string) error {
-	return s.db.bdb.Update(func(txn *badger.Txn) error {
+	return s.db.update(func(txn *badger.Txn) error {
 		k := filterKey(arn)
 		if _, err := txn.Get(k); errors.Is(err, badger.ErrKeyNotFound) {
 			return fmt.Errorf("filter %s: %w", arn, ErrNotFound)

@@ -174,7 +174,7 @@ func (s *FindingStore) putBatch(fs []scan.Finding) error {
 	if len(fs) == 0 {
 		return nil
 	}
-	wb := s.db.bdb.NewWriteBatch()
+	wb := s.db.newWriteBatch()
 	defer wb.Cancel()
 	for i := range fs {
 		b, err := encode(fs[i])
@@ -230,7 +230,7 @@ func (s *FindingStore) DeleteClosedBefore(ctx context.Context, t time.Time) (int
 	if err != nil {
 		return 0, err
 	}
-	err = updateChunked(s.db.bdb, func(txn *badger.Txn, i int) (bool, error) {
+	err = updateChunked(s.db, func(txn *badger.Txn, i int) (bool, error) {
 		if i >= len(del) {
 			return true, nil
 		}
@@ -328,7 +328,7 @@ func (s *FindingStore) SetStatus(ctx context.Context, id string, st scan.Finding
 		return nil
 	}
 	f.Status, f.UpdatedAt = st, now.UTC()
-	return s.db.bdb.Update(func(txn *badger.Txn) error {
+	return s.db.update(func(txn *badger.Txn) error {
 		return setJSON(txn, key(pfxFinding, f.Image.String(), id), f)
 	})
 }

@@ -45,7 +45,7 @@ func (s *Inventories) PutLayer(ctx context.Context, li *scan.LayerInventory) err
 	if li == nil || li.Digest == "" {
 		return fmt.Errorf("index: put layer: no digest")
 	}
-	return s.db.bdb.Update(func(txn *badger.Txn) error { return setJSON(txn, layerKey(li.Digest, li.AnalyzersVersion), li) })
+	return s.db.update(func(txn *badger.Txn) error { return setJSON(txn, layerKey(li.Digest, li.AnalyzersVersion), li) })
 }
 
 // HasLayer reports whether d has an inventory for analyzers version av.
@@ -81,13 +81,13 @@ func (s *Inventories) PutImage(ctx context.Context, inv *scan.Inventory) error {
 	if inv == nil || inv.Image == "" {
 		return fmt.Errorf("index: put image inventory: no image digest")
 	}
-	return s.db.bdb.Update(func(txn *badger.Txn) error { return setJSON(txn, key(pfxInventory, inv.Image.String()), inv) })
+	return s.db.update(func(txn *badger.Txn) error { return setJSON(txn, key(pfxInventory, inv.Image.String()), inv) })
 }
 
 // DeleteImage removes the merged inventory of d (layer inventories stay:
 // other images may share them).
 func (s *Inventories) DeleteImage(ctx context.Context, d digest.Digest) error {
-	return s.db.bdb.Update(func(txn *badger.Txn) error {
+	return s.db.update(func(txn *badger.Txn) error {
 		if err := txn.Delete(key(pfxInventory, d.String())); err != nil {
 			return fmt.Errorf("index: delete image inventory %s: %w", d, err)
 		}

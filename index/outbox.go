@@ -245,7 +245,7 @@ func (o *Outbox) Prune(ctx context.Context, cutoff time.Time) (int, error) {
 		return 0, err
 	}
 	n := 0
-	wb := o.db.bdb.NewWriteBatch()
+	wb := o.db.newWriteBatch()
 	defer wb.Cancel()
 	for _, e := range done {
 		if e.DoneAt == nil || !e.DoneAt.Before(cutoff) {
@@ -292,7 +292,7 @@ func (o *Outbox) SetCursorTxn(txn *badger.Txn, name string, t time.Time) error {
 // deliverer goroutines record on the same entry).
 func (o *Outbox) update(fn func(txn *badger.Txn) error) error {
 	for attempt := 0; ; attempt++ {
-		err := o.db.bdb.Update(fn)
+		err := o.db.update(fn)
 		if errors.Is(err, badger.ErrConflict) && attempt < 16 {
 			continue
 		}

@@ -53,7 +53,7 @@ func (x *PkgIndex) IndexImage(ctx context.Context, inv *scan.Inventory) error {
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
 	img := inv.Image.String()
-	return updateChunked(x.db.bdb, func(txn *badger.Txn, step int) (bool, error) {
+	return updateChunked(x.db, func(txn *badger.Txn, step int) (bool, error) {
 		if step == 0 {
 			if err := removeImageTxn(txn, img); err != nil {
 				return false, err
@@ -70,7 +70,7 @@ func (x *PkgIndex) IndexImage(ctx context.Context, inv *scan.Inventory) error {
 
 // RemoveImage drops the image from the index (image deleted).
 func (x *PkgIndex) RemoveImage(ctx context.Context, image digest.Digest) error {
-	return x.db.bdb.Update(func(txn *badger.Txn) error { return removeImageTxn(txn, image.String()) })
+	return x.db.update(func(txn *badger.Txn) error { return removeImageTxn(txn, image.String()) })
 }
 
 func removeImageTxn(txn *badger.Txn, img string) error {
@@ -142,10 +142,13 @@ func (x *PkgIndex) Images(ctx context.Context) ([]digest.Digest, error) {
 // committing and opening a new transaction whenever Badger's transaction
 // size limit is reached (ErrTxnTooBig), so large writes succeed; a step is
 // never split. Atomic when everything fits one transaction.
-func updateChunked(db *badger.DB, step func(txn *badger.Txn, i int) (done bool, err error)) error {
+func updateChunked(db *DB, step func(txn *badger.Txn, i int) (done bool, err error)) error {
 	i := 0
 	for {
-		txn := db.NewTransaction(true)
+		if err := db.space.check(); err != nil {
+			return err
+		}
+		txn := db.bdb.NewTransaction(true)
 		start := i
 		for {
 			done, err := step(txn, i)
@@ -199,7 +202,7 @@ func (x *PkgIndex) Inventory(ctx context.Context, image digest.Digest) (*scan.In
 // batches (bulk loads and rebuilds: no per-image transaction). Indexing an
 // image already present leaves stale keys; use IndexImage for those.
 func (x *PkgIndex) IndexNewImages(ctx context.Context, invs []*scan.Inventory) error {
-	wb := x.db.bdb.NewWriteBatch()
+	wb := x.db.newWriteBatch()
 	defer wb.Cancel()
 	for _, inv := range invs {
 		if err := ctx.Err(); err != nil {

@@ -91,7 +91,7 @@ func (r *Records) update(ctx context.Context, fn func(txn *badger.Txn) error) er
 		if e := ctx.Err(); e != nil {
 			return fmt.Errorf("index: records: %w", e)
 		}
-		err = r.db.bdb.Update(fn)
+		err = r.db.update(fn)
 		if !errors.Is(err, badger.ErrConflict) {
 			return err
 		}

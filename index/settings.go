@@ -98,7 +98,7 @@ func (s *Settings) SeedScanning(ctx context.Context, c ScanningConfiguration) (S
 // fn must be safe to run more than once.
 func updateRetry(ctx context.Context, db *DB, fn func(txn *badger.Txn) error) error {
 	for {
-		err := db.bdb.Update(fn)
+		err := db.update(fn)
 		if !errors.Is(err, badger.ErrConflict) {
 			return err
 		}

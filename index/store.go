@@ -26,13 +26,19 @@ type Options struct {
 	InMemory bool
 	// ReadOnly opens an existing directory read-only.
 	ReadOnly bool
-	Logger   zerolog.Logger
+	// MinFreeBytes: every write fails with ErrNoSpace (wrapping ENOSPC)
+	// while the file system under dir has less free (default 256 MiB;
+	// negative disables). A truly full disk under Badger is not an error
+	// but a SIGBUS in its mmap'd logs, which kills the process.
+	MinFreeBytes int64
+	Logger       zerolog.Logger
 }
 
 // DB is the open Badger database shared by the concern-specific stores.
 type DB struct {
-	bdb *badger.DB
-	log zerolog.Logger
+	bdb   *badger.DB
+	log   zerolog.Logger
+	space *spaceGuard // nil in memory
 }
 
 // Open opens (creating if needed) the Badger database in dir.
@@ -54,7 +60,15 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("index: open %s: %w", dir, err)
 	}
-	return &DB{bdb: bdb, log: opts.Logger}, nil
+	db := &DB{bdb: bdb, log: opts.Logger}
+	if !opts.InMemory && !opts.ReadOnly {
+		min := opts.MinFreeBytes
+		if min == 0 {
+			min = defaultMinFreeBytes
+		}
+		db.space = &spaceGuard{dir: dir, min: min, statfs: freeBytes}
+	}
+	return db, nil
 }
 
 // Close flushes and closes the database.
