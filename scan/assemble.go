@@ -56,9 +56,15 @@ type AssemblerOptions struct {
 	// empty keeps every platform. Children for "unknown/unknown"
 	// (attestations) are always skipped.
 	Platform string
-	// Progress, if set, is called before each layer is fetched and walked.
+	// Progress, if set, is called before each layer is fetched and walked
+	// (never concurrently, but out of order when LayerConcurrency > 1).
 	Progress func(layer digest.Digest, size int64, i, n int)
-	Logger   zerolog.Logger
+	// LayerConcurrency is how many layers of one image are fetched and
+	// walked at once; 0 or 1 walks them one after the other (the server,
+	// whose analysis must leave CPU to the transfers, keeps 1; `tollgate
+	// scan` uses every core).
+	LayerConcurrency int
+	Logger           zerolog.Logger
 }
 
 // Assembler builds image inventories from manifests: it reads the config,
@@ -215,6 +221,7 @@ func (a *Assembler) image(ctx context.Context, repo string, f BlobFetcher, manif
 	if err != nil {
 		return nil, err
 	}
+	lis, errs, cause := a.layers(ctx, repo, f, m.Layers)
 	layers := make([]*LayerInventory, 0, len(m.Layers))
 	var extra []LayerError
 	known := 0
@@ -225,14 +232,14 @@ func (a *Assembler) image(ctx context.Context, repo string, f BlobFetcher, manif
 		}
 		known++
 		d := digest.Digest(l.Digest.String())
-		if a.opts.Progress != nil {
-			a.opts.Progress(d, l.Size, i, len(m.Layers))
-		}
-		li, err := a.Layer(ctx, repo, f, d)
+		li, err := lis[i], errs[i]
 		if err != nil {
 			if l.MediaType == types.DockerForeignLayer {
 				extra = append(extra, LayerError{Layer: d, Path: d.String(), Reason: ReasonInternalError, Message: "foreign layer not fetchable: " + err.Error()})
 				continue
+			}
+			if cause != nil {
+				err = cause // not the cancellation of the layers walked beside it
 			}
 			return nil, err
 		}
@@ -260,6 +267,57 @@ func (a *Assembler) image(ctx context.Context, repo string, f BlobFetcher, manif
 		inv.Platform = Platform{OS: plat.OS, Architecture: plat.Architecture, Variant: plat.Variant}
 	}
 	return inv, nil
+}
+
+// layers gets the inventory of every image layer of ls (by index; other
+// media types are left nil), LayerConcurrency at a time. Once a layer fails
+// with an error that fails the image (anything but a foreign layer), layers
+// not yet started are skipped and those in flight cancelled; cause is that
+// first error.
+func (a *Assembler) layers(ctx context.Context, repo string, f BlobFetcher, ls []v1.Descriptor) (lis []*LayerInventory, errs []error, cause error) {
+	lis, errs = make([]*LayerInventory, len(ls)), make([]error, len(ls))
+	n := max(a.opts.LayerConcurrency, 1)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var mu sync.Mutex // serialises Progress and cause
+	sem := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	for i, l := range ls {
+		if _, ok := layerMediaTypes[l.MediaType]; !ok {
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			errs[i] = ctx.Err()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			d := digest.Digest(l.Digest.String())
+			if ctx.Err() != nil {
+				errs[i] = ctx.Err()
+				return
+			}
+			if a.opts.Progress != nil {
+				mu.Lock()
+				a.opts.Progress(d, l.Size, i, len(ls))
+				mu.Unlock()
+			}
+			lis[i], errs[i] = a.Layer(ctx, repo, f, d)
+			if errs[i] != nil && l.MediaType != types.DockerForeignLayer {
+				mu.Lock()
+				if cause == nil && ctx.Err() == nil {
+					cause = errs[i]
+				}
+				mu.Unlock()
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	return lis, errs, cause
 }
 
 // config fetches and parses the image config; an unreadable one is UNSUPPORTED_CONFIG_FILE.

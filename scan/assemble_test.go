@@ -173,3 +173,52 @@ func TestAssembleReasons(t *testing.T) {
 		t.Fatalf("missing layer: %v", err)
 	}
 }
+
+// Layers walked side by side (tollgate scan) give the same image as layers
+// walked one by one: merge order is the manifest's, whatever finishes first;
+// a layer that cannot be fetched fails the image with its own error, not the
+// cancellation of the layers beside it.
+func TestAssembleLayerConcurrency(t *testing.T) {
+	ctx := context.Background()
+	m := &memBlobs{}
+	pj := func(v string) string { return `{"name":"x","version":"` + v + `"}` }
+	ls := []desc{
+		layerDesc(m, ociLayerGzip, gz(t, mkTar(t,
+			entry{name: "etc/os-release", body: "ID=debian\nVERSION_ID=12\n"},
+			entry{name: "var/lib/dpkg/status", body: dpkgStatus},
+			entry{name: "big", body: string(bytes.Repeat([]byte("0123456789abcdef"), 1<<16))},
+		))),
+		layerDesc(m, ociLayerGzip, gz(t, mkTar(t, entry{name: "app/node_modules/x/package.json", body: pj("1.0.0")}))),
+		layerDesc(m, ociLayerGzip, gz(t, mkTar(t, entry{name: "app/node_modules/x/package.json", body: pj("2.0.0")}))),
+		layerDesc(m, ociLayerGzip, gz(t, mkTar(t, entry{name: "var/lib/dpkg/.wh.status"}))),
+	}
+	cfg := []byte(`{"os":"linux","architecture":"amd64","rootfs":{"type":"layers"}}`)
+	body := manifest(t, m, ociConfig, cfg, ls...)
+	list := func(n int) string {
+		a := scan.NewAssembler(scan.AssemblerOptions{Analyzers: analyzer.Default(analyzer.Options{}), LayerConcurrency: n})
+		invs, err := a.Assemble(ctx, "r", m, body, "")
+		if err != nil || len(invs) != 1 {
+			t.Fatalf("concurrency %d: %v", n, err)
+		}
+		var s []string
+		for _, p := range invs[0].Packages {
+			s = append(s, p.Name+"@"+p.Version+"@"+p.Layer.String()[7:19])
+		}
+		return fmt.Sprint(s, invs[0].Layers, invs[0].OS)
+	}
+	one := list(1)
+	if want := fmt.Sprintf("[x@2.0.0@%s]", ls[2].Digest.String()[7:19]); !bytes.HasPrefix([]byte(one), []byte(want)) {
+		t.Fatalf("sequential: %s, want %s…", one, want)
+	}
+	for _, n := range []int{2, 4, 8} {
+		if got := list(n); got != one {
+			t.Errorf("concurrency %d: %s, want %s", n, got, one)
+		}
+	}
+	missing := desc{MediaType: ociLayerGzip, Digest: digest.FromString("missing"), Size: 1}
+	body = manifest(t, m, ociConfig, cfg, ls[0], missing, ls[1], ls[2])
+	a := scan.NewAssembler(scan.AssemblerOptions{Analyzers: analyzer.Default(analyzer.Options{}), LayerConcurrency: 4})
+	if _, err := a.Assemble(ctx, "r", m, body, ""); err == nil || errors.Is(err, context.Canceled) || !bytes.Contains([]byte(err.Error()), []byte("not found")) {
+		t.Fatalf("missing layer: %v", err)
+	}
+}

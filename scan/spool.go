@@ -2,6 +2,7 @@ package scan
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,7 +19,44 @@ type spool struct {
 	n   int64
 }
 
-func newSpool(max int64, dir string) *spool { return &spool{max: max, dir: dir} }
+// newSpool returns a spool that keeps its bytes in buf's storage (reused
+// across entries by the walker: no growing and copying per entry), grown to
+// sizeHint at once when that fits under max.
+func newSpool(max int64, dir string, buf []byte, sizeHint int64) *spool {
+	if sizeHint <= max && int64(cap(buf)) < sizeHint {
+		buf = make([]byte, 0, sizeHint)
+	}
+	return &spool{max: max, dir: dir, buf: buf[:0]}
+}
+
+// ReadFrom reads r to its end straight into the buffer's spare capacity
+// (one copy, from the tar reader into place), then as Write would.
+func (s *spool) ReadFrom(r io.Reader) (int64, error) {
+	var total int64
+	for s.f == nil && len(s.buf) < cap(s.buf) {
+		n, err := r.Read(s.buf[len(s.buf):cap(s.buf)])
+		s.buf = s.buf[:len(s.buf)+n]
+		s.n += int64(n)
+		total += int64(n)
+		if errors.Is(err, io.EOF) {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+	n, err := io.Copy(struct{ io.Writer }{s}, r)
+	return total + n, err
+}
+
+// buffer returns the in-memory storage for reuse once the spool is done
+// with (nil when it spilled to a file).
+func (s *spool) buffer() []byte {
+	if s.f != nil {
+		return nil
+	}
+	return s.buf[:0]
+}
 
 // Write appends p, moving to a temporary file once max is passed.
 func (s *spool) Write(p []byte) (int, error) {

@@ -78,6 +78,7 @@ func Walk(ctx context.Context, layer digest.Digest, r io.Reader, as []Analyzer, 
 	}
 	inv.Compression = DetectCompression(head)
 	var ur io.Reader
+	var closeZ func() // the decompressor's Close
 	switch inv.Compression {
 	case CompressionGzip:
 		zr, err := gzip.NewReader(br)
@@ -88,7 +89,7 @@ func Walk(ctx context.Context, layer digest.Digest, r io.Reader, as []Analyzer, 
 			inv.Errors = append(inv.Errors, LayerError{Reason: ReasonCorruptLayer, Message: "gzip: " + err.Error()})
 			return inv, nil
 		}
-		defer zr.Close()
+		closeZ = func() { _ = zr.Close() }
 		ur = zr
 	case CompressionZstd:
 		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
@@ -97,16 +98,52 @@ func Walk(ctx context.Context, layer digest.Digest, r io.Reader, as []Analyzer, 
 			inv.Errors = append(inv.Errors, LayerError{Reason: ReasonCorruptLayer, Message: "zstd: " + err.Error()})
 			return inv, nil
 		}
-		defer zr.Close()
+		closeZ = zr.Close
 		ur = zr
 	default:
 		ur = br
 	}
 	h := sha256.New()
 	cr := &countingReader{alive: ctx.Err, r: ur, src: src, lim: lim, compressed: inv.Compression != CompressionNone}
-	tr := tar.NewReader(io.TeeReader(cr, h))
+	// Decompression runs ahead on a goroutine of its own, so that it overlaps
+	// with hashing, tar parsing and the analyzers (on two cores the walk then
+	// goes about as fast as plain decompression). settle stops it and waits
+	// for its read in flight before cr's state is read or Walk returns; once
+	// ctx has ended it does not wait (a stalled source must not hold a
+	// cancelled walk), and the goroutine closes the decompressor itself.
+	var rd io.Reader = cr
+	settle := func() bool { return true }
+	if closeZ != nil {
+		ra := newReadahead(ctx, cr, closeZ)
+		settle = ra.close
+		defer ra.close()
+		rd = ra
+	}
+	tr := tar.NewReader(io.TeeReader(rd, h))
 	w := walker{inv: inv, as: as, lim: lim}
 	clean := true
+	// failed settles the reader and turns err into Walk's result: a source
+	// or context failure (not cacheable), a limit, or CORRUPT_LAYER.
+	var entriesLimit *LimitError
+	failed := func(err error, where string) (fatal error, limit *LimitError) {
+		clean = false
+		if !settle() {
+			return fmt.Errorf("scan: walk: %w", ctx.Err()), nil
+		}
+		if ferr := cr.fatal(); ferr != nil {
+			return ferr, nil
+		}
+		if limit = cr.limit; entriesLimit != nil {
+			limit = entriesLimit
+		}
+		if limit != nil {
+			inv.Bytes = cr.n
+			inv.Errors = append(inv.Errors, LayerError{Reason: ReasonLimitExceeded, Message: limit.Error()})
+			return nil, limit
+		}
+		inv.Errors = append(inv.Errors, LayerError{Reason: ReasonCorruptLayer, Path: where, Message: err.Error()})
+		return nil, nil
+	}
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -115,42 +152,35 @@ func Walk(ctx context.Context, layer digest.Digest, r io.Reader, as []Analyzer, 
 		if err == nil {
 			inv.Entries++
 			if inv.Entries > lim.MaxEntries {
-				cr.limit = &LimitError{Limit: "MaxEntries", Max: float64(lim.MaxEntries)}
-				err = cr.limit
+				entriesLimit = &LimitError{Limit: "MaxEntries", Max: float64(lim.MaxEntries)}
+				err = entriesLimit
 			}
 		}
 		if err == nil {
 			err = w.entry(ctx, hdr, tr)
 		}
 		if err != nil {
-			clean = false
-			if ferr := cr.fatal(); ferr != nil {
+			if ferr, limit := failed(err, w.last); ferr != nil {
 				return nil, ferr
+			} else if limit != nil {
+				return inv, limit
 			}
-			if cr.limit != nil {
-				inv.Bytes = cr.n
-				inv.Errors = append(inv.Errors, LayerError{Reason: ReasonLimitExceeded, Message: cr.limit.Error()})
-				return inv, cr.limit
-			}
-			inv.Errors = append(inv.Errors, LayerError{Reason: ReasonCorruptLayer, Path: w.last, Message: err.Error()})
 			break
 		}
 	}
 	if clean {
 		// Read the tar's end padding and the compressor's trailer: the diffID
 		// covers every byte, and gzip verifies its CRC only at the end.
-		if _, err := io.Copy(h, cr); err != nil {
-			clean = false
-			if ferr := cr.fatal(); ferr != nil {
+		if _, err := io.Copy(h, rd); err != nil {
+			if ferr, limit := failed(err, ""); ferr != nil {
 				return nil, ferr
+			} else if limit != nil {
+				return inv, limit
 			}
-			if cr.limit != nil {
-				inv.Bytes = cr.n
-				inv.Errors = append(inv.Errors, LayerError{Reason: ReasonLimitExceeded, Message: cr.limit.Error()})
-				return inv, cr.limit
-			}
-			inv.Errors = append(inv.Errors, LayerError{Reason: ReasonCorruptLayer, Message: err.Error()})
 		}
+	}
+	if !settle() {
+		return nil, fmt.Errorf("scan: walk: %w", ctx.Err())
 	}
 	inv.Bytes = cr.n
 	if clean {
@@ -227,6 +257,8 @@ type walker struct {
 	lim  Limits
 	last string
 	head [HeadSize]byte
+	// spoolBuf is the in-memory spool storage, reused from entry to entry.
+	spoolBuf []byte
 }
 
 const whiteoutPrefix = ".wh."
@@ -332,8 +364,13 @@ func (w *walker) entry(ctx context.Context, hdr *tar.Header, tr io.Reader) error
 		w.run(ctx, streams[0], &h, io.MultiReader(bytes.NewReader(head), io.LimitReader(tr, h.Size-int64(hn))), nil)
 		return nil
 	}
-	sp := newSpool(w.lim.MaxEntryBufferBytes, w.lim.TempDir)
-	defer sp.Close()
+	sp := newSpool(w.lim.MaxEntryBufferBytes, w.lim.TempDir, w.spoolBuf, h.Size)
+	defer func() {
+		if b := sp.buffer(); b != nil {
+			w.spoolBuf = b
+		}
+		_ = sp.Close()
+	}()
 	_, _ = sp.Write(head)
 	if _, err := io.Copy(sp, io.LimitReader(tr, h.Size-int64(hn))); err != nil {
 		var se *spoolError

@@ -7,7 +7,9 @@ import (
 	"crypto/sha256"
 	"errors"
 	"io"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -315,5 +317,57 @@ func TestWalkSourceErrorIsNotCacheable(t *testing.T) {
 	cancel()
 	if _, err := scan.Walk(ctx, "", bytes.NewReader(b), nil, scan.Limits{}); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled walk: %v", err)
+	}
+}
+
+// watchedReader fails the test if it is read once Walk has returned.
+type watchedReader struct {
+	r        io.Reader
+	returned atomic.Bool
+	t        *testing.T
+}
+
+func (w *watchedReader) Read(p []byte) (int, error) {
+	if w.returned.Load() {
+		w.t.Error("source read after Walk returned")
+	}
+	return w.r.Read(p)
+}
+
+// Walk decompresses ahead of the tar reader on another goroutine; whatever
+// way it ends (whole layer, corrupt tar midway, a limit), it has stopped
+// reading its source when it returns: the tee then reads the rest itself.
+func TestWalkStopsReadingAtReturn(t *testing.T) {
+	var bb []byte // 1 MiB that gzip cannot shrink (MaxCompressionRatio)
+	for i := 0; len(bb) < 1<<20; i++ {
+		sum := sha256.Sum256([]byte{byte(i), byte(i >> 8), byte(i >> 16)})
+		bb = append(bb, sum[:]...)
+	}
+	big := string(bb)
+	raw := mkTar(t, entry{name: "var/lib/dpkg/status", body: dpkgStatus}, entry{name: "a", body: big}, entry{name: "b", body: big})
+	corrupt := append([]byte(nil), raw...)
+	bHeader := 512 + (len(dpkgStatus)+511)/512*512 + 512 + len(big)
+	copy(corrupt[bHeader:], bytes.Repeat([]byte{0xff}, 512)) // garbage where b's header is
+	for name, tc := range map[string]struct {
+		b      []byte
+		lim    scan.Limits
+		reason scan.Reason
+	}{
+		"whole":   {gz(t, raw), scan.Limits{}, ""},
+		"corrupt": {gz(t, corrupt), scan.Limits{}, scan.ReasonCorruptLayer},
+		"limit":   {gz(t, raw), scan.Limits{MaxLayerBytes: 3 << 19}, scan.ReasonLimitExceeded},
+	} {
+		t.Run(name, func(t *testing.T) {
+			src := &watchedReader{r: bytes.NewReader(tc.b), t: t}
+			li, _ := scan.Walk(context.Background(), "", src, analyzer.Default(analyzer.Options{}), tc.lim)
+			src.returned.Store(true)
+			if li == nil || len(li.Packages) != 2 {
+				t.Fatalf("inventory %+v", li)
+			}
+			if got := scan.Reason(""); len(li.Errors) > 0 && li.Errors[0].Reason != tc.reason || len(li.Errors) == 0 && tc.reason != got {
+				t.Errorf("errors %+v, want %q", li.Errors, tc.reason)
+			}
+			time.Sleep(20 * time.Millisecond)
+		})
 	}
 }

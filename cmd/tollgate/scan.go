@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -87,6 +88,8 @@ docker-archive:PATH (a docker save / crane pull tarball).`,
 					MaxCompressionRatio: l.MaxCompressionRatio},
 				Platform: platform,
 				Logger:   log,
+				// No transfer to leave CPU to: walk layers on every core.
+				LayerConcurrency: runtime.GOMAXPROCS(0),
 			}
 			if f, ok := g.stderr.(*os.File); ok && isatty.IsTerminal(f.Fd()) && progress {
 				opts.Progress = func(d digest.Digest, size int64, i, n int) {
