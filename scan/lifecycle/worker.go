@@ -189,12 +189,10 @@ func (s *Service) work(ctx context.Context, job *index.Job) error {
 		}
 		return s.queue.Ack(ctx, job, s.now())
 	}
-	sctx, cancel := context.WithTimeout(ctx, s.o.ScanTimeout)
-	res, scanErr := s.o.Scanner.Scan(sctx, ScanRequest{
+	res, scanErr := s.scanBounded(ctx, ScanRequest{
 		Repository: st.Repo, Image: st.Digest, Parent: st.Parent, Platform: st.Platform,
 		ScanType: c.ScanType, Triggers: job.Triggers, Rescan: prev.LastScannedAt != nil,
 	})
-	cancel()
 	if ctx.Err() != nil {
 		return nil // shutting down: the lease stays, Recover frees it at the next start
 	}
@@ -285,6 +283,46 @@ func (s *Service) work(ctx context.Context, job *index.Job) error {
 		return err
 	}
 	return s.queue.Ack(ctx, job, now)
+}
+
+// scanAbandonGrace is how long a scan gets to return after its context
+// ended (ScanTimeout, shutdown) before the worker abandons it.
+const scanAbandonGrace = time.Second
+
+// scanBounded runs one scan under ScanTimeout. A scan that has not
+// returned scanAbandonGrace after its context ended (an analyzer that
+// ignores ctx, stuck on a layer read from the registry) is abandoned: its
+// goroutine runs on, but the worker is freed and the scan fails with a
+// transient INTERNAL_ERROR (retried with backoff, then left as the
+// image's reason), so a stuck analyzer cannot hold a scan worker forever.
+func (s *Service) scanBounded(ctx context.Context, req ScanRequest) (Result, error) {
+	sctx, cancel := context.WithTimeout(ctx, s.o.ScanTimeout)
+	defer cancel()
+	type outcome struct {
+		res Result
+		err error
+	}
+	ch := make(chan outcome, 1)
+	go func() {
+		res, err := s.o.Scanner.Scan(sctx, req)
+		ch <- outcome{res, err}
+	}()
+	select {
+	case o := <-ch:
+		return o.res, o.err
+	case <-sctx.Done():
+	}
+	grace := time.NewTimer(scanAbandonGrace)
+	defer grace.Stop()
+	select {
+	case o := <-ch:
+		return o.res, o.err
+	case <-grace.C:
+	}
+	s.o.Logger.Warn().Str("op", "scan").Str("repo", req.Repository).Str("digest", req.Image.String()).
+		Dur("timeout", s.o.ScanTimeout).Msg("scan ignores its cancellation: abandoned, worker freed")
+	return Result{}, &ScanError{Reason: scan.ReasonInternalError,
+		Err: fmt.Errorf("lifecycle: scan of %s abandoned: no return %s after its context ended: %w", req.Image, scanAbandonGrace, sctx.Err())}
 }
 
 // deactivated reports coverage an archive, delete or expiry made INACTIVE
