@@ -21,9 +21,14 @@ type spool struct {
 
 // newSpool returns a spool that keeps its bytes in buf's storage (reused
 // across entries by the walker: no growing and copying per entry), grown to
-// sizeHint at once when that fits under max.
+// sizeHint at once when that fits under max. An entry known (sizeHint, the
+// tar header's size) to be larger than max goes to the file from its first
+// byte instead of growing a buffer to max and then spilling it.
 func newSpool(max int64, dir string, buf []byte, sizeHint int64) *spool {
-	if sizeHint <= max && int64(cap(buf)) < sizeHint {
+	if sizeHint > max {
+		return &spool{max: 0, dir: dir}
+	}
+	if int64(cap(buf)) < sizeHint {
 		buf = make([]byte, 0, sizeHint)
 	}
 	return &spool{max: max, dir: dir, buf: buf[:0]}
