@@ -3,6 +3,7 @@ package scan
 import (
 	"path"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -164,21 +165,48 @@ func isOwned(p string, owned map[string]bool) bool {
 }
 
 // dropLockfileDuplicates removes packages read from lockfiles (Metadata
-// lockfile=true) when the same ecosystem, name and version is installed.
+// lockfile=true) when the same ecosystem, name and version is installed
+// (PyPI names compared PEP 503-normalised: a lockfile's "jinja2" is the
+// installed "Jinja2").
 func dropLockfileDuplicates(pkgs []Package) []Package {
 	type nv struct{ eco, name, version string }
+	key := func(p Package) nv {
+		if p.Ecosystem == "PyPI" {
+			return nv{p.Ecosystem, pep503(p.Name), p.Version}
+		}
+		return nv{p.Ecosystem, p.Name, p.Version}
+	}
 	installed := map[nv]bool{}
 	for _, p := range pkgs {
 		if p.Metadata["lockfile"] != "true" {
-			installed[nv{p.Ecosystem, p.Name, p.Version}] = true
+			installed[key(p)] = true
 		}
 	}
 	out := pkgs[:0]
 	for _, p := range pkgs {
-		if p.Metadata["lockfile"] == "true" && installed[nv{p.Ecosystem, p.Name, p.Version}] {
+		if p.Metadata["lockfile"] == "true" && installed[key(p)] {
 			continue
 		}
 		out = append(out, p)
 	}
 	return out
+}
+
+// pep503 normalises a Python distribution name: lower case, runs of "-",
+// "_" and "." as one "-".
+func pep503(name string) string {
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.ToLower(name) {
+		if r == '-' || r == '_' || r == '.' {
+			dash = true
+			continue
+		}
+		if dash && b.Len() > 0 {
+			b.WriteByte('-')
+		}
+		dash = false
+		b.WriteRune(r)
+	}
+	return b.String()
 }

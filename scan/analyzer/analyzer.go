@@ -47,6 +47,7 @@ func Default(opts Options) []scan.Analyzer {
 		PNPMLock{},
 		Python{},
 		PythonArchive{},
+		PyLock{},
 		Composer{},
 		DotNet{},
 		Gemspec{},

@@ -141,3 +141,23 @@ func FuzzParsePNPMLock(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParsePoetryLock(f *testing.F) {
+	f.Add([]byte("[[package]]\nname = \"a\"\nversion = \"1.0\"\n\n[package.dependencies]\nb = \">=1\"\n\n[[package]]\nname = \"c\"\nversion = \"2\"\n[package.source]\ntype = \"git\"\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		pkgs, _ := ParsePoetryLock(bytes.NewReader(b))
+		for _, p := range pkgs {
+			checkPkgs(t, [2]string{p.Name, p.Version})
+		}
+	})
+}
+
+func FuzzParsePipfileLock(f *testing.F) {
+	f.Add([]byte(`{"default":{"a":{"version":"==1.0"},"b":{"path":"."}},"develop":{"c":{"version":"==2"}}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		pkgs, _ := ParsePipfileLock(bytes.NewReader(b))
+		for _, p := range pkgs {
+			checkPkgs(t, [2]string{p.Name, p.Version})
+		}
+	})
+}
