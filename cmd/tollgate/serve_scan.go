@@ -53,6 +53,10 @@ type scanParts struct {
 // a layer still in flight before it reads the layer from the registry.
 const maxTeeWait = 2 * time.Minute
 
+// maxPrefetchYield bounds how long a layer's prefetch pauses, in all, for
+// blob transfers in progress (it reads only while none is, up to this).
+const maxPrefetchYield = 2 * time.Second
+
 // wireScan wires scanning when scan.enabled: the tee on the proxy's data
 // path (layer inventories while the bytes pass), the lifecycle (durable
 // queue, eligibility, coverage) told of every recorded push and pull, its
@@ -115,10 +119,11 @@ func wireScanWith(ctx context.Context, s *server, h scanHooks) error {
 		Committed:       func(_ context.Context, _ string, li *scan.LayerInventory) { waits.finish(li.Digest) },
 		Logger:          s.log,
 	})
-	s.proxy.Teer = s.metrics.CountTee(newKnownTeer(newTrackedTeer(t, waits), func(ctx context.Context, d digest.Digest) bool {
+	xfers := newTransfers() // what the prefetcher yields to
+	s.proxy.Teer = activeTeer{t: xfers, inner: s.metrics.CountTee(newKnownTeer(newTrackedTeer(t, waits), func(ctx context.Context, d digest.Digest) bool {
 		ok, err := invs.HasLayer(ctx, d, av)
 		return err == nil && ok
-	}))
+	}))}
 	s.closers = append(s.closers, func(ctx context.Context) error {
 		// The listeners have stopped: an upload session no request is
 		// feeding (a cancelled push, no final PUT) will never finish, so
@@ -148,7 +153,7 @@ func wireScanWith(ctx context.Context, s *server, h scanHooks) error {
 	asm := scan.NewAssembler(scan.AssemblerOptions{Analyzers: analyzers, Limits: limits,
 		Cache: waitingCache{Inventories: invs, waits: waits, max: maxTeeWait}, Logger: s.log})
 	pf = newPrefetcher(scan.NewAssembler(scan.AssemblerOptions{Analyzers: analyzers, Limits: limits,
-		Cache: invs, Logger: s.log}), fetcher, waits, s.log)
+		Cache: invs, Logger: s.log}), yieldingFetcher{f: fetcher, t: xfers, budget: maxPrefetchYield}, waits, s.log)
 	s.closers = append(s.closers, pf.close)
 	advs := index.NewAdvisoryStore(s.db, s.log)
 	pix := index.NewPkgIndex(s.db)

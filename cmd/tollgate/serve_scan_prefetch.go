@@ -19,8 +19,9 @@ import (
 // then. The image scan waits for the prefetch through teeWaits (the entry
 // stays open until the prefetch ends) and then finds the layer stored.
 //
-// One prefetch reads at a time (the others queue): on a small machine the
-// transfers still running keep the other core.
+// One prefetch reads at a time (the others queue), and it reads only while
+// no blob transfer is in progress, up to maxPrefetchYield of pauses per
+// layer (yieldingFetcher): on a small machine the transfers keep the CPU.
 type prefetcher struct {
 	asm   *scan.Assembler // its cache is the plain inventory store (no teeWaits)
 	f     scan.BlobFetcher
