@@ -23,7 +23,7 @@ import (
 type YarnLock struct{}
 
 func (YarnLock) Name() string    { return "yarn-lock" }
-func (YarnLock) Version() string { return "1" }
+func (YarnLock) Version() string { return "2" }
 func (YarnLock) Wants(hdr *tar.Header) bool {
 	return isRegular(hdr) && path.Base(hdr.Name) == "yarn.lock" && !strings.Contains(hdr.Name, "node_modules/")
 }
@@ -64,7 +64,7 @@ func ParseYarnLock(r io.Reader) ([]scan.Package, error) {
 		pkgs = append(pkgs, p)
 	}
 	for sc.Scan() {
-		line := sc.Text()
+		line := strings.TrimRight(sc.Text(), "\r") // lockfiles checked in with CRLF
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}

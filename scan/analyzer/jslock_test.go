@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"sort"
 	"strings"
@@ -27,6 +28,13 @@ func TestJSLockfiles(t *testing.T) {
 	}{
 		{"yarn-v1.lock", func(r *os.File) ([]scan.Package, error) { return ParseYarnLock(r) }, nil},
 		{"yarn-berry.lock", func(r *os.File) ([]scan.Package, error) { return ParseYarnLock(r) }, nil},
+		{"yarn-v1.lock", func(r *os.File) ([]scan.Package, error) { // checked in with CRLF line ends
+			b, err := io.ReadAll(r)
+			if err != nil {
+				return nil, err
+			}
+			return ParseYarnLock(strings.NewReader(strings.ReplaceAll(string(b), "\n", "\r\n")))
+		}, nil},
 		{"pnpm-v5.yaml", func(r *os.File) ([]scan.Package, error) { return ParsePNPMLock(r) },
 			[]string{"from-git@2.0.0 pkg:npm/from-git@2.0.0"}},
 		{"pnpm-v6.yaml", func(r *os.File) ([]scan.Package, error) { return ParsePNPMLock(r) }, nil},
