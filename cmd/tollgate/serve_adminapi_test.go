@@ -161,11 +161,24 @@ func TestServeAdminAPI(t *testing.T) {
 	}
 }
 
-// tokenTransport adds the admin bearer token to every request.
+// tokenTransport adds the admin bearer token to every request. It also
+// sends a copy of the body: smithy-go closes the request body when Do
+// returns, and a closed SDK body makes net/http's write loop (still
+// checking for bytes past Content-Length) close the connection under the
+// response being read, "use of closed network connection" on a 200 (see
+// ownedBodyClient in proxy/admin/sdk_test.go).
 type tokenTransport struct{ tok string }
 
 func (t tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set("Authorization", "Bearer "+t.tok)
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength > 0 {
+		b, err := io.ReadAll(r.Body)
+		_ = r.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		r.Body = io.NopCloser(bytes.NewReader(b))
+	}
 	return http.DefaultTransport.RoundTrip(r)
 }
