@@ -64,7 +64,7 @@ type Upstream struct {
 type Scan struct {
 	Enabled        *bool `yaml:"enabled"`        // default true
 	Workers        int   `yaml:"workers"`        // concurrent analyses, default number of cores
-	TeeBufferBytes int64 `yaml:"teeBufferBytes"` // per-blob tee buffer before detaching, default 8 MiB
+	TeeBufferBytes int64 `yaml:"teeBufferBytes"` // per-blob tee buffer before detaching, default 32 MiB (all blobs together: at most 128 MiB)
 	// AnalysisTimeout bounds a layer's analysis in the tee once its last
 	// byte has arrived (default 5m; while bytes arrive the tee buffer bounds
 	// it). Past it the analysis worker is freed, nothing is committed, and
@@ -166,7 +166,7 @@ func Default() Config {
 		Upstream: Upstream{Timeout: 30 * time.Second},
 		Scan: Scan{
 			Enabled:         &t,
-			TeeBufferBytes:  8 << 20,
+			TeeBufferBytes:  32 << 20,
 			AnalysisTimeout: 5 * time.Minute,
 			Limits: Limits{
 				MaxEntryBufferBytes: 32 << 20,
