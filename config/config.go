@@ -58,6 +58,11 @@ type Upstream struct {
 	// Registries maps containerd's ?ns=<registry> to base URLs (mirror mode).
 	// A missing entry means https://<ns>.
 	Registries map[string]string `yaml:"registries"`
+	// MirrorCacheBytes bounds the mirror's on-disk blob cache under
+	// <dataDir>/mirror-cache (bytes, default 10 GiB; least recently used
+	// blobs go first). The cache lets a first pull read each layer from the
+	// upstream once although it is scanned before it is served.
+	MirrorCacheBytes int64 `yaml:"mirrorCacheBytes"`
 }
 
 // Scan configures the tee and the layer analysis limits.
@@ -163,7 +168,7 @@ func Default() Config {
 			ShutdownTimeout:  30 * time.Second,
 			MaxManifestBytes: 4 << 20,
 		},
-		Upstream: Upstream{Timeout: 30 * time.Second},
+		Upstream: Upstream{Timeout: 30 * time.Second, MirrorCacheBytes: 10 << 30},
 		Scan: Scan{
 			Enabled:         &t,
 			TeeBufferBytes:  32 << 20,
@@ -310,6 +315,9 @@ func (c Config) Validate() error {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("upstream.url %q: want http(s)://host[:port]", c.Upstream.URL)
 		}
+	}
+	if c.Upstream.MirrorCacheBytes <= 0 {
+		bad("upstream.mirrorCacheBytes must be positive")
 	}
 	if c.Upstream.Timeout <= 0 {
 		bad("upstream.timeout must be positive")

@@ -35,6 +35,7 @@ func TestLoadStrictYAMLAndEnv(t *testing.T) {
 func TestValidateRejects(t *testing.T) {
 	for name, mutate := range map[string]func(*Config){
 		"bad upstream":          func(c *Config) { c.Upstream.URL = "ftp://x" },
+		"no mirror cache":       func(c *Config) { c.Upstream.MirrorCacheBytes = 0 },
 		"continuous with basic": func(c *Config) { c.Scanning.ScanType = "BASIC" },
 		"bad rescan duration":   func(c *Config) { c.Scanning.RescanDuration = "DAYS_7" },
 		"lifetime pull window":  func(c *Config) { c.Scanning.PullDateRescanDuration = "LIFETIME" },

@@ -202,7 +202,7 @@ func wireCore(ctx context.Context, s *server) error {
 		p.Mirror = &proxy.Mirror{Registries: cfg.Upstream.Registries, Username: cfg.Upstream.Username, Password: cfg.Upstream.Password}
 		// Blobs read from the upstream are kept, so the scan before a first
 		// pull's answer and the client's own pull read each layer once.
-		p.Transport = &proxy.MirrorCache{Next: tr, Dir: filepath.Join(cfg.DataDir, "mirror-cache"), Logger: s.log}
+		p.Transport = &proxy.MirrorCache{Next: tr, Dir: filepath.Join(cfg.DataDir, "mirror-cache"), MaxBytes: cfg.Upstream.MirrorCacheBytes, Logger: s.log}
 		s.log.Info().Str("upstream", p.Upstream.String()).Msg("pull-through mirror mode")
 	case cfg.Upstream.URL != "":
 		if p.Upstream, err = url.Parse(cfg.Upstream.URL); err != nil {
