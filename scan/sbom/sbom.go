@@ -6,6 +6,8 @@
 package sbom
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"regexp"
@@ -57,7 +59,10 @@ const (
 func CycloneDX(inv *scan.Inventory, opts Options) *cdx.BOM {
 	opts = opts.defaults(inv)
 	bom := cdx.NewBOM()
-	bom.SerialNumber = "urn:uuid:" + uuidFrom(inv.Image.Encoded())
+	// CycloneDX wants every BOM to have its own serial number, even one whose
+	// contents did not change (https://cyclonedx.org/docs/1.5/json/#serialNumber):
+	// a random version-4 UUID.
+	bom.SerialNumber = "urn:uuid:" + randomUUID()
 	bom.Metadata = &cdx.Metadata{
 		Timestamp: opts.Now.Format(time.RFC3339),
 		Tools: &cdx.ToolsChoice{Components: &[]cdx.Component{{
@@ -138,7 +143,8 @@ func SPDX(inv *scan.Inventory, opts Options) *spdx.Document {
 		DataLicense:       spdx.DataLicense,
 		SPDXIdentifier:    "DOCUMENT",
 		DocumentName:      opts.Name,
-		DocumentNamespace: "https://tollgate.invalid/spdx/" + inv.Image.Encoded() + "/" + strings.ReplaceAll(inv.Platform.String(), "/", "-"),
+		// unique per document, as SPDX 2.3 §6.5 asks
+		DocumentNamespace: "https://tollgate.invalid/spdx/" + inv.Image.Encoded() + "/" + strings.ReplaceAll(inv.Platform.String(), "/", "-") + "/" + randomUUID(),
 		CreationInfo: &spdx.CreationInfo{
 			Creators: []common.Creator{{CreatorType: "Tool", Creator: "tollgate-" + opts.ToolVersion}},
 			Created:  opts.Now.Format(time.RFC3339),
@@ -193,6 +199,12 @@ func WriteSPDX(w io.Writer, inv *scan.Inventory, opts Options) error {
 }
 
 // uuidFrom formats the first 16 bytes of a hex digest as a version-4-shaped UUID.
+func randomUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never returns an error (crypto/rand: Go 1.24+)
+	return uuidFrom(hex.EncodeToString(b[:]))
+}
+
 func uuidFrom(hex string) string {
 	if len(hex) < 32 {
 		hex += strings.Repeat("0", 32-len(hex))

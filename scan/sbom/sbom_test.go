@@ -107,3 +107,33 @@ func TestSPDX(t *testing.T) {
 		}
 	}
 }
+
+// Two documents of the same inventory are two BOMs: CycloneDX wants a
+// serial number per BOM and SPDX a namespace per document, so a consumer
+// that dedups by them keeps both exports.
+func TestDocumentIdentityIsUnique(t *testing.T) {
+	id := func(write func(*bytes.Buffer) error, field string) string {
+		var buf bytes.Buffer
+		if err := write(&buf); err != nil {
+			t.Fatal(err)
+		}
+		var doc map[string]any
+		if err := json.Unmarshal(buf.Bytes(), &doc); err != nil {
+			t.Fatal(err)
+		}
+		s, _ := doc[field].(string)
+		if s == "" {
+			t.Fatalf("no %s in %s", field, buf.String())
+		}
+		return s
+	}
+	opts := Options{Name: "app:1", Now: time.Unix(0, 0)}
+	cdx := func(b *bytes.Buffer) error { return WriteCycloneDX(b, inventory(), opts) }
+	spdx := func(b *bytes.Buffer) error { return WriteSPDX(b, inventory(), opts) }
+	if a, b := id(cdx, "serialNumber"), id(cdx, "serialNumber"); a == b {
+		t.Errorf("CycloneDX serialNumber repeated: %s", a)
+	}
+	if a, b := id(spdx, "documentNamespace"), id(spdx, "documentNamespace"); a == b {
+		t.Errorf("SPDX documentNamespace repeated: %s", a)
+	}
+}
