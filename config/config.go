@@ -69,7 +69,7 @@ type Upstream struct {
 type Scan struct {
 	Enabled        *bool `yaml:"enabled"`        // default true
 	Workers        int   `yaml:"workers"`        // concurrent analyses, default number of cores
-	TeeBufferBytes int64 `yaml:"teeBufferBytes"` // per-blob tee buffer before detaching, default 32 MiB (all blobs together: at most 128 MiB)
+	TeeBufferBytes int64 `yaml:"teeBufferBytes"` // per-blob tee buffer before detaching, default 32 MiB, at most 1 GiB (all blobs together: 128 MiB, or one buffer if larger)
 	// AnalysisTimeout bounds a layer's analysis in the tee once its last
 	// byte has arrived (default 5m; while bytes arrive the tee buffer bounds
 	// it). Past it the analysis worker is freed, nothing is committed, and
@@ -322,8 +322,8 @@ func (c Config) Validate() error {
 	if c.Upstream.Timeout <= 0 {
 		bad("upstream.timeout must be positive")
 	}
-	if c.Scan.TeeBufferBytes <= 0 {
-		bad("scan.teeBufferBytes must be positive")
+	if c.Scan.TeeBufferBytes <= 0 || c.Scan.TeeBufferBytes > 1<<30 {
+		bad("scan.teeBufferBytes must be between 1 and 1073741824 (1 GiB)")
 	}
 	if c.Scan.AnalysisTimeout <= 0 {
 		bad("scan.analysisTimeout must be positive")
@@ -395,6 +395,14 @@ func (c Config) Validate() error {
 		case "CRITICAL", "HIGH", "MEDIUM", "LOW":
 		default:
 			bad("policy[%d].severity %q: want CRITICAL, HIGH, MEDIUM or LOW", i, p.Severity)
+		}
+		switch {
+		case p.ScanTimeout < 0:
+			bad("policy[%d].scanTimeout %s must not be negative", i, p.ScanTimeout)
+		case p.ScanTimeout > 0 && c.Upstream.Timeout > 0 && p.ScanTimeout >= c.Upstream.Timeout:
+			// the manifest request as a whole is bounded by upstream.timeout: a
+			// longer wait would end in a 504 instead of the documented DENIED
+			bad("policy[%d].scanTimeout %s must be below upstream.timeout %s, which bounds the whole manifest request", i, p.ScanTimeout, c.Upstream.Timeout)
 		}
 	}
 	return errors.Join(errs...)

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -34,8 +35,13 @@ func TestLoadStrictYAMLAndEnv(t *testing.T) {
 
 func TestValidateRejects(t *testing.T) {
 	for name, mutate := range map[string]func(*Config){
-		"bad upstream":          func(c *Config) { c.Upstream.URL = "ftp://x" },
-		"no mirror cache":       func(c *Config) { c.Upstream.MirrorCacheBytes = 0 },
+		"bad upstream":    func(c *Config) { c.Upstream.URL = "ftp://x" },
+		"no mirror cache": func(c *Config) { c.Upstream.MirrorCacheBytes = 0 },
+		"huge tee buffer": func(c *Config) { c.Scan.TeeBufferBytes = 2 << 30 },
+		"scan wait past upstream timeout": func(c *Config) {
+			c.Policy = []PullPolicy{{Severity: "HIGH", ScanTimeout: 40 * time.Second}}
+		},
+		"negative scan wait":    func(c *Config) { c.Policy = []PullPolicy{{Severity: "HIGH", ScanTimeout: -time.Second}} },
 		"continuous with basic": func(c *Config) { c.Scanning.ScanType = "BASIC" },
 		"bad rescan duration":   func(c *Config) { c.Scanning.RescanDuration = "DAYS_7" },
 		"lifetime pull window":  func(c *Config) { c.Scanning.PullDateRescanDuration = "LIFETIME" },
