@@ -125,21 +125,44 @@ func (u *Updater) updateOne(ctx context.Context, eco string, prev AdvisorySource
 		// An empty archive replaces the source with nothing.
 		ld.Sources[eco] = nil
 	}
-	return u.importLoaded(ctx, ld, ImportOptions{Origin: src, ETag: f.ETag, LastModified: f.LastModified})
+	return u.importLoaded(ctx, ld, ImportOptions{Origin: src, ETag: f.ETag, LastModified: f.LastModified}, nil)
 }
 
 // Import loads PATH (directory, zip, or single file; see match.LoadPath)
 // and imports each source it holds. A single file merges into its source;
 // a directory or zip replaces the sources it holds unless merge is set.
 func (u *Updater) Import(ctx context.Context, path string, merge bool) ([]UpdateResult, *match.Loaded, error) {
+	return u.NewImportBatch(merge).Import(ctx, path)
+}
+
+// ImportBatch imports several paths as one import (`tollgate db import
+// DIR1 DIR2`, POST /v1/db/import with several paths): a source's first
+// appearance in the batch replaces it as Import would, and its later
+// appearances add to it, so the batch leaves each source holding the union
+// of its paths' advisories (a later path's copy of an advisory wins).
+// Not safe for concurrent use.
+type ImportBatch struct {
+	u     *Updater
+	merge bool
+	seen  map[string]bool
+}
+
+// NewImportBatch starts a batch; merge as for Import.
+func (u *Updater) NewImportBatch(merge bool) *ImportBatch {
+	return &ImportBatch{u: u, merge: merge, seen: map[string]bool{}}
+}
+
+// Import imports path into the batch; results and errors as Updater.Import.
+func (b *ImportBatch) Import(ctx context.Context, path string) ([]UpdateResult, *match.Loaded, error) {
 	ld, err := match.LoadPath(ctx, path)
 	if err != nil {
 		return nil, nil, err
 	}
+	merge := b.merge
 	if st, err := os.Stat(path); err == nil && !st.IsDir() && !strings.EqualFold(strings.TrimPrefix(pathExt(path), "."), "zip") {
 		merge = true
 	}
-	rs, err := u.importLoaded(ctx, ld, ImportOptions{Origin: path, Merge: merge})
+	rs, err := b.u.importLoaded(ctx, ld, ImportOptions{Origin: path, Merge: merge}, b.seen)
 	return rs, ld, err
 }
 
@@ -150,11 +173,19 @@ func pathExt(p string) string {
 	return ""
 }
 
-func (u *Updater) importLoaded(ctx context.Context, ld *match.Loaded, opts ImportOptions) ([]UpdateResult, error) {
+// importLoaded imports each source of ld; a source in seen (a batch's
+// earlier path had it) is merged, and every source imported is added to
+// seen (nil: no batch).
+func (u *Updater) importLoaded(ctx context.Context, ld *match.Loaded, opts ImportOptions, seen map[string]bool) ([]UpdateResult, error) {
 	var out []UpdateResult
 	for _, name := range ld.SourceNames() {
 		advs := ld.Sources[name]
-		d, err := u.Store.Import(ctx, name, advs, opts)
+		o := opts
+		if seen != nil {
+			o.Merge = o.Merge || seen[name]
+			seen[name] = true
+		}
+		d, err := u.Store.Import(ctx, name, advs, o)
 		if err != nil {
 			return out, err
 		}

@@ -144,7 +144,11 @@ func newDBCmd(g *globals) *cobra.Command {
 	imp := &cobra.Command{
 		Use:   "import PATH...",
 		Short: "Import advisories from directories, zip archives or single OSV JSON/YAML or Alpine secdb files",
-		Args:  cobra.MinimumNArgs(1),
+		Long: `Import advisories from directories, zip archives or single OSV JSON/YAML or
+Alpine secdb files. A directory or zip replaces the sources it holds (--merge
+keeps the rest); a single file merges into its source. Several paths are one
+import: a source found in more than one of them holds all their advisories.`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if importAdmin.adminURL != "" {
 				return dbImportRemote(cmd.Context(), g, importAdmin, args, merge, results)
@@ -155,8 +159,9 @@ func newDBCmd(g *globals) *cobra.Command {
 			}
 			defer db.Close()
 			var all []index.UpdateResult
+			batch := u.NewImportBatch(merge) // several paths: each source gets their union
 			for _, p := range args {
-				rs, ld, err := u.Import(cmd.Context(), p, merge)
+				rs, ld, err := batch.Import(cmd.Context(), p)
 				if err != nil {
 					return fmt.Errorf("db import %s: %w", p, err)
 				}

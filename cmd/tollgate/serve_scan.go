@@ -234,16 +234,26 @@ func warnNoAdvisories(ctx context.Context, s *server, advs admin.DBSources) {
 		Msgf("no advisory data: findings will be empty until `tollgate db import PATH --admin-url %s` or %s", adminURL, refresh)
 }
 
-// Import imports the advisories at path (a file, directory or zip on the
-// server; see index.Updater.Import) and queues the rescans its deltas call
-// for: admin.DBImporter, behind POST /v1/db/import.
-func (p *scanParts) Import(ctx context.Context, path string, merge bool) ([]index.UpdateResult, error) {
-	rs, _, err := p.updater.Import(ctx, path, merge)
+// Import imports the advisories at paths (files, directories or zips on
+// the server) as one index.ImportBatch and queues the rescans its deltas
+// call for: admin.DBImporter, behind POST /v1/db/import.
+func (p *scanParts) Import(ctx context.Context, paths []string, merge bool) ([]index.UpdateResult, error) {
+	var rs []index.UpdateResult
+	var err error
+	batch := p.updater.NewImportBatch(merge)
+	for _, path := range paths {
+		r, _, ierr := batch.Import(ctx, path)
+		rs = append(rs, r...)
+		if ierr != nil {
+			err = fmt.Errorf("%s: %w", path, ierr)
+			break
+		}
+	}
 	if len(rs) > 0 {
 		if n, rerr := p.svc.OnAdvisoryDeltas(ctx, p.pix, deltas(rs)...); rerr != nil {
 			err = errors.Join(err, rerr)
 		} else {
-			p.updater.Log.Info().Str("op", "advisory-import").Str("path", path).Int("rescans", n).Msg("advisories imported")
+			p.updater.Log.Info().Str("op", "advisory-import").Strs("paths", paths).Int("rescans", n).Msg("advisories imported")
 		}
 	}
 	return rs, err

@@ -14,11 +14,13 @@ import (
 	"github.com/tollgate-registry/tollgate/index"
 )
 
-// DBImporter imports advisories from a path on the server (a directory, a
-// zip, or a single OSV JSON/YAML or Alpine secdb file; see
-// index.Updater.Import) and applies the deltas (rescans).
+// DBImporter imports advisories from paths on the server (directories,
+// zips, or single OSV JSON/YAML or Alpine secdb files), in order and as one
+// import (index.ImportBatch: a source in several paths holds their union),
+// and applies the deltas (rescans). An error names the path it concerns; a
+// path that does not exist gives an error wrapping fs.ErrNotExist.
 type DBImporter interface {
-	Import(ctx context.Context, path string, merge bool) ([]index.UpdateResult, error)
+	Import(ctx context.Context, paths []string, merge bool) ([]index.UpdateResult, error)
 }
 
 // DBImportRequest is the body of POST /v1/db/import.
@@ -61,23 +63,19 @@ func DBImportHandler(imp DBImporter, log zerolog.Logger) http.Handler {
 			}
 		}
 		out := DBImportResponse{Results: []index.UpdateResult{}}
-		for _, p := range req.Paths {
-			rs, err := imp.Import(r.Context(), p, req.Merge)
-			out.Results = append(out.Results, rs...)
-			switch {
-			case err == nil:
-			case errors.Is(err, fs.ErrNotExist):
-				writeServerJSON(w, http.StatusBadRequest, map[string]string{"message": "no such file or directory on the server: " + p})
-				return
-			default:
-				log.Error().Err(err).Str("op", "db-import").Str("path", p).Msg("advisory import failed")
-				writeServerJSON(w, http.StatusInternalServerError, struct {
-					Message string `json:"message"`
-					DBImportResponse
-				}{"import of " + p + " failed: " + err.Error(), out})
-				return
-			}
+		rs, err := imp.Import(r.Context(), req.Paths, req.Merge)
+		out.Results = append(out.Results, rs...)
+		switch {
+		case err == nil:
+			writeServerJSON(w, http.StatusOK, out)
+		case errors.Is(err, fs.ErrNotExist):
+			writeServerJSON(w, http.StatusBadRequest, map[string]string{"message": "no such file or directory on the server: " + err.Error()})
+		default:
+			log.Error().Err(err).Str("op", "db-import").Strs("paths", req.Paths).Msg("advisory import failed")
+			writeServerJSON(w, http.StatusInternalServerError, struct {
+				Message string `json:"message"`
+				DBImportResponse
+			}{"import failed: " + err.Error(), out})
 		}
-		writeServerJSON(w, http.StatusOK, out)
 	})
 }

@@ -17,15 +17,19 @@ import (
 
 type fakeImporter struct{ paths []string }
 
-func (f *fakeImporter) Import(_ context.Context, path string, merge bool) ([]index.UpdateResult, error) {
-	f.paths = append(f.paths, path)
-	switch path {
-	case "/missing":
-		return nil, fmt.Errorf("match: load: %w", fs.ErrNotExist)
-	case "/broken":
-		return []index.UpdateResult{{Source: "Go"}}, errors.New("disk full")
+func (f *fakeImporter) Import(_ context.Context, paths []string, merge bool) ([]index.UpdateResult, error) {
+	var out []index.UpdateResult
+	for _, path := range paths {
+		f.paths = append(f.paths, path)
+		switch path {
+		case "/missing":
+			return out, fmt.Errorf("%s: match: load: %w", path, fs.ErrNotExist)
+		case "/broken":
+			return append(out, index.UpdateResult{Source: "Go"}), fmt.Errorf("%s: %w", path, errors.New("disk full"))
+		}
+		out = append(out, index.UpdateResult{Source: "Alpine", Origin: path, Count: 1})
 	}
-	return []index.UpdateResult{{Source: "Alpine", Origin: path, Count: 1}}, nil
+	return out, nil
 }
 
 func TestDBImportHandler(t *testing.T) {
@@ -38,8 +42,10 @@ func TestDBImportHandler(t *testing.T) {
 		{`{"paths":["rel.json"]}`, 400, "absolute"},
 		{`{"paths":[]}`, 400, "at least one"},
 		{`{"path":"/a"}`, 400, "invalid body"},
-		{`{"paths":["/missing"]}`, 400, "no such file"},
+		{`{"paths":["/missing"]}`, 400, "no such file or directory on the server: /missing"},
 		{`{"paths":["/a.json","/broken"]}`, 500, `"source":"Go"`},
+		{`{"paths":["/a.json","/broken"]}`, 500, `"origin":"/a.json"`},
+		{`{"paths":["/a.json","/broken"]}`, 500, `/broken: disk full`},
 	}
 	for _, c := range cases {
 		imp := &fakeImporter{}
