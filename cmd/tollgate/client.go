@@ -6,12 +6,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -20,6 +22,7 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/spf13/cobra"
 
+	"github.com/tollgate-registry/tollgate/config"
 	"github.com/tollgate-registry/tollgate/proxy/admin"
 )
 
@@ -38,23 +41,23 @@ type clientFlags struct {
 }
 
 func addClientFlags(cmd *cobra.Command, cf *clientFlags) {
-	def := "http://127.0.0.1:5001"
-	if v := os.Getenv("TOLLGATE_ADMIN_URL"); v != "" {
-		def = v
-	}
 	f := cmd.PersistentFlags()
-	f.StringVar(&cf.adminURL, "admin-url", def, "admin API base URL (env TOLLGATE_ADMIN_URL)")
+	f.StringVar(&cf.adminURL, "admin-url", "", adminURLFlagHelp)
 	f.StringVar(&cf.token, "token", "", tokenFlagHelp)
 	f.StringVarP(&cf.output, "output", "o", "table", "output format: table or json")
 	f.DurationVar(&cf.timeout, "timeout", 2*time.Minute, "request timeout")
 }
 
+// adminURLFlagHelp documents --admin-url and its defaults.
+const adminURLFlagHelp = "admin API base URL (default env TOLLGATE_ADMIN_URL, else http:// + the configuration's server.adminListen (--config, env TOLLGATE_ADMIN_LISTEN), an unspecified host being 127.0.0.1: http://127.0.0.1:5001)"
+
 // tokenFlagHelp documents --token and the credentials tried without it.
-const tokenFlagHelp = "admin token (default env TOLLGATE_ADMIN_TOKEN; else SigV4 with env TOLLGATE_ADMIN_ACCESS_KEY_ID + TOLLGATE_ADMIN_SECRET_ACCESS_KEY; else <data-dir>/admin-token; else SigV4 with env AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY)"
+const tokenFlagHelp = "admin token (default env TOLLGATE_ADMIN_TOKEN; else SigV4 with env TOLLGATE_ADMIN_ACCESS_KEY_ID + TOLLGATE_ADMIN_SECRET_ACCESS_KEY; else the --config file's admin.token, else its first admin.accessKeys entry (SigV4); else <dataDir>/admin-token (--data-dir, env TOLLGATE_DATA_DIR, the --config file's dataDir); else SigV4 with env AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY)"
 
 // credentialsHelp says how to give the CLI the admin API's credentials.
 const credentialsHelp = "give the server's credentials: --token or env TOLLGATE_ADMIN_TOKEN (the server's admin.token), " +
 	"env TOLLGATE_ADMIN_ACCESS_KEY_ID + TOLLGATE_ADMIN_SECRET_ACCESS_KEY (one of the server's admin.accessKeys; requests are signed with SigV4), " +
+	"--config with the server's configuration file (its admin.token, admin.accessKeys, dataDir and server.adminListen), " +
 	"or --data-dir set to the server's data directory (its " + admin.TokenFileName + ", generated when the server has no credentials configured)"
 
 // sigV4Service is the signing name of the CLI's requests; the admin API
@@ -84,21 +87,39 @@ func envKeys(idVar, secretVar string) *aws.Credentials {
 	return &aws.Credentials{AccessKeyID: id, SecretAccessKey: secret, Source: idVar}
 }
 
-// newAdminClient resolves the credentials and checks flags. In order:
-// --token, env TOLLGATE_ADMIN_TOKEN, env TOLLGATE_ADMIN_ACCESS_KEY_ID +
-// TOLLGATE_ADMIN_SECRET_ACCESS_KEY (SigV4), <data-dir>/admin-token, env
-// AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY (SigV4). Tollgate's own key
-// variables come before the token file: a token file left from a run
-// without credentials would otherwise shadow the keys the server now uses.
+// newAdminClient resolves the admin URL and the credentials and checks
+// flags. The configuration is the one every subcommand sees (g.load:
+// defaults, the --config file, TOLLGATE_* env, flags). The URL: --admin-url,
+// env TOLLGATE_ADMIN_URL, else server.adminListen made dialable. The
+// credentials, in order: --token, env TOLLGATE_ADMIN_TOKEN, env
+// TOLLGATE_ADMIN_ACCESS_KEY_ID + TOLLGATE_ADMIN_SECRET_ACCESS_KEY (SigV4),
+// the config file's admin.token, its first admin.accessKeys entry (SigV4),
+// <dataDir>/admin-token, env AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY
+// (SigV4). Tollgate's own key variables come before the token file: a token
+// file left from a run without credentials would otherwise shadow the keys
+// the server now uses.
 func newAdminClient(g *globals, cf *clientFlags) (*adminClient, error) {
 	if cf.output != "table" && cf.output != "json" {
 		return nil, fmt.Errorf("--output %q: want table or json", cf.output)
 	}
-	u, err := url.Parse(cf.adminURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("--admin-url %q: want http(s)://host:port", cf.adminURL)
+	if g.cmd == nil {
+		return nil, errors.New("internal error: the admin client needs the running command")
 	}
-	c := &adminClient{base: strings.TrimRight(cf.adminURL, "/"), hc: &http.Client{Timeout: cf.timeout},
+	cfg, err := g.load(g.cmd)
+	if err != nil {
+		return nil, err
+	}
+	base := cf.adminURL
+	if base == "" {
+		if base, err = adminURLFromConfig(cfg, os.Getenv("TOLLGATE_ADMIN_URL")); err != nil {
+			return nil, fmt.Errorf("no admin URL: %w; give --admin-url", err)
+		}
+	}
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--admin-url %q: want http(s)://host:port", base)
+	}
+	c := &adminClient{base: strings.TrimRight(base, "/"), hc: &http.Client{Timeout: cf.timeout},
 		output: cf.output, out: g.stdout, errOut: g.stderr, region: "us-east-1"}
 	if r := os.Getenv("AWS_REGION"); r != "" {
 		c.region = r
@@ -113,9 +134,20 @@ func newAdminClient(g *globals, cf *clientFlags) (*adminClient, error) {
 		if c.keys != nil {
 			break
 		}
-		tok, terr := admin.ReadTokenFile(g.dataDir)
+		// The env's token and keys were taken above: what is left in
+		// cfg.Admin comes from the --config file.
+		if cfg.Admin.Token != "" {
+			c.token, c.creds = cfg.Admin.Token, "the bearer token from admin.token in "+g.configPath
+			break
+		}
+		if i := slices.IndexFunc(cfg.Admin.AccessKeys, func(k config.AccessKey) bool { return k.AccessKeyID != "" && k.SecretAccessKey != "" }); i >= 0 {
+			k := cfg.Admin.AccessKeys[i]
+			c.keys = &aws.Credentials{AccessKeyID: k.AccessKeyID, SecretAccessKey: k.SecretAccessKey, Source: "admin.accessKeys in " + g.configPath}
+			break
+		}
+		tok, terr := admin.ReadTokenFile(cfg.DataDir)
 		if terr == nil {
-			c.token, c.creds = tok, "the bearer token from "+filepath.Join(g.dataDir, admin.TokenFileName)
+			c.token, c.creds = tok, "the bearer token from "+filepath.Join(cfg.DataDir, admin.TokenFileName)
 			break
 		}
 		if c.keys = envKeys("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"); c.keys == nil {
@@ -123,7 +155,10 @@ func newAdminClient(g *globals, cf *clientFlags) (*adminClient, error) {
 		}
 	}
 	if c.keys != nil {
-		c.creds = fmt.Sprintf("a SigV4 signature with access key %s from env %s", c.keys.AccessKeyID, c.keys.Source)
+		c.creds = fmt.Sprintf("a SigV4 signature with access key %s from %s", c.keys.AccessKeyID, c.keys.Source)
+		if strings.HasPrefix(c.keys.Source, "TOLLGATE_") || strings.HasPrefix(c.keys.Source, "AWS_") {
+			c.creds = fmt.Sprintf("a SigV4 signature with access key %s from env %s", c.keys.AccessKeyID, c.keys.Source)
+		}
 	}
 	return c, nil
 }

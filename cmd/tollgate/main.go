@@ -42,6 +42,10 @@ type globals struct {
 	logLevel   string
 	stdout     io.Writer
 	stderr     io.Writer
+	// cmd is the subcommand being run (set before it runs), for code
+	// without its *cobra.Command at hand: the admin client loads the
+	// configuration with it.
+	cmd *cobra.Command
 }
 
 // load returns the effective configuration: defaults, the --config file,
@@ -85,6 +89,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	// No subcommand defines its own PersistentPreRun (it would replace this one).
+	root.PersistentPreRun = func(cmd *cobra.Command, _ []string) { g.cmd = cmd }
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	pf := root.PersistentFlags()
