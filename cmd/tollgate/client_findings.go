@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 )
 
@@ -117,6 +118,8 @@ func newFindingsCmd(g *globals) *cobra.Command {
 			}
 			add("vulnerabilityId", stringFilters("EQUALS", vuln))
 			add("fixAvailable", stringFilters("EQUALS", strings.ToUpper(fix)))
+			var platforms map[string]string // an index's platform images: digest → os/arch[/variant]
+			var childHashes []string
 			if image != "" {
 				r, id, err := imageID(image)
 				if err != nil && !strings.HasPrefix(image, "sha256:") {
@@ -126,7 +129,17 @@ func newFindingsCmd(g *globals) *cobra.Command {
 					add("ecrImageHash", stringFilters("EQUALS", image))
 				} else {
 					add("ecrImageRepositoryName", stringFilters("EQUALS", r))
-					if d := id["imageDigest"]; d != "" {
+					// An image index has no findings of its own: its
+					// platform images (children, which carry no tag) do.
+					// Servers without GET /v1/images filter as before.
+					rec, _ := c.lookupImage(cmd.Context(), r, id["imageTag"], digest.Digest(id["imageDigest"]))
+					if rec != nil && rec.Index && len(platformImages(rec)) > 0 {
+						platforms = map[string]string{}
+						for _, ch := range platformImages(rec) {
+							platforms[ch.Digest.String()] = ch.Platform.String()
+							childHashes = append(childHashes, ch.Digest.String())
+						}
+					} else if d := id["imageDigest"]; d != "" {
 						add("ecrImageHash", stringFilters("EQUALS", d))
 					} else {
 						add("ecrImageTags", stringFilters("EQUALS", id["imageTag"]))
@@ -141,19 +154,30 @@ func newFindingsCmd(g *globals) *cobra.Command {
 				in["sortCriteria"] = map[string]string{"field": strings.ToUpper(sortField), "sortOrder": strings.ToUpper(sortOrder)}
 			}
 			var raw []json.RawMessage
-			for {
-				var page struct {
-					Findings  []json.RawMessage `json:"findings"`
-					NextToken string            `json:"nextToken"`
+			// One listing, or one per ten children of an index (Inspector's
+			// limit of values per filter field).
+			for start := 0; start == 0 || start < len(childHashes); start += 10 {
+				if len(childHashes) > 0 {
+					crit["ecrImageHash"] = stringFilters("EQUALS", childHashes[start:min(start+10, len(childHashes))]...)
+					delete(in, "nextToken")
 				}
-				if err := c.inspector(cmd.Context(), "/findings/list", in, &page); err != nil {
-					return err
+				for {
+					var page struct {
+						Findings  []json.RawMessage `json:"findings"`
+						NextToken string            `json:"nextToken"`
+					}
+					if err := c.inspector(cmd.Context(), "/findings/list", in, &page); err != nil {
+						return err
+					}
+					raw = append(raw, page.Findings...)
+					if page.NextToken == "" || (limit > 0 && len(raw) >= limit) {
+						break
+					}
+					in["nextToken"] = page.NextToken
 				}
-				raw = append(raw, page.Findings...)
-				if page.NextToken == "" || (limit > 0 && len(raw) >= limit) {
+				if limit > 0 && len(raw) >= limit {
 					break
 				}
-				in["nextToken"] = page.NextToken
 			}
 			if limit > 0 && len(raw) > limit {
 				raw = raw[:limit]
@@ -176,8 +200,12 @@ func newFindingsCmd(g *globals) *cobra.Command {
 				if f.InspectorScore != nil {
 					score = strconv.FormatFloat(*f.InspectorScore, 'f', 1, 64)
 				}
+				img := rp + "@" + shortDigest(d)
+				if p := platforms[d]; p != "" {
+					img += " (" + p + ")"
+				}
 				rows = append(rows, []string{f.Severity, score, f.PackageVulnerabilityDetails.VulnerabilityId, name, ver,
-					orDash(fixed), rp + "@" + shortDigest(d), f.Status, f.FindingArn[strings.LastIndexByte(f.FindingArn, '/')+1:]})
+					orDash(fixed), img, f.Status, f.FindingArn[strings.LastIndexByte(f.FindingArn, '/')+1:]})
 			}
 			if err := c.table([]string{"SEVERITY", "SCORE", "VULNERABILITY", "PACKAGE", "VERSION", "FIXED IN", "IMAGE", "STATUS", "ID"}, rows); err != nil {
 				return err
@@ -189,7 +217,7 @@ func newFindingsCmd(g *globals) *cobra.Command {
 	fl := list.Flags()
 	fl.StringSliceVar(&severities, "severity", nil, "CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL, UNTRIAGED (repeatable)")
 	fl.StringVar(&repo, "repository", "", "repository name")
-	fl.StringVar(&image, "image", "", "REPO@sha256:…, REPO:TAG or sha256:…")
+	fl.StringVar(&image, "image", "", "REPO@sha256:…, REPO:TAG or sha256:…; for an image index (multi-platform tag) the findings of its platform images")
 	fl.StringVar(&status, "status", "ACTIVE", "ACTIVE, SUPPRESSED, CLOSED or all")
 	fl.StringVar(&vuln, "vulnerability-id", "", "CVE or advisory id")
 	fl.StringVar(&pkgName, "package", "", "vulnerable package name")

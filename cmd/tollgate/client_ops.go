@@ -1,14 +1,19 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
+	"runtime"
 	"strings"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
+
+	"github.com/tollgate-registry/tollgate/index"
 )
 
 // ecrScanningConfig is ECR's RegistryScanningConfiguration.
@@ -202,16 +207,21 @@ func newScanImageCmd(g *globals) *cobra.Command {
 
 func newSbomCmd(g *globals) *cobra.Command {
 	cf := &clientFlags{}
-	var format, outFile string
+	var format, outFile, platform string
 	cmd := &cobra.Command{
 		Use:   "sbom IMAGE",
 		Short: "Print the SBOM of an image in the registry (CycloneDX 1.4 or SPDX 2.3 JSON)",
 		Long: `Print the SBOM tollgate holds for IMAGE (REPO@sha256:… or REPO:TAG), from its
 stored inventory, as CycloneDX 1.4 JSON (--format cyclonedx) or SPDX 2.3 JSON
-(--format spdx). Inspector's CreateSbomExport writes the same documents to the
-server's admin.sbomDir.`,
+(--format spdx). For an image index (a multi-platform tag) it is the SBOM of
+one platform's image: --platform os/arch[/variant], default this host's.
+Inspector's CreateSbomExport writes the same documents to the server's
+admin.sbomDir.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.Flags().Changed("output") {
+				return fmt.Errorf("--output does not apply to sbom (its output is the JSON document): choose it with --format cyclonedx|spdx")
+			}
 			c, err := newAdminClient(g, cf)
 			if err != nil {
 				return err
@@ -219,9 +229,36 @@ server's admin.sbomDir.`,
 			if format != "cyclonedx" && format != "spdx" {
 				return fmt.Errorf("--format %q: want cyclonedx or spdx", format)
 			}
-			q := url.Values{"image": {args[0]}, "format": {format}}
+			ref := args[0]
+			repo, id, err := imageID(ref)
+			if err != nil {
+				return err
+			}
+			// Resolve through the image records: an index names its
+			// platform images. Servers without GET /v1/images resolve the
+			// reference themselves.
+			rec, lerr := c.lookupImage(cmd.Context(), repo, id["imageTag"], digest.Digest(id["imageDigest"]))
+			switch {
+			case lerr == nil && rec == nil:
+				return fmt.Errorf("image %s not found", ref)
+			case lerr == nil && rec.Index && len(platformImages(rec)) > 0:
+				want := platform
+				if want == "" {
+					want = runtime.GOOS + "/" + runtime.GOARCH
+				}
+				d, err := pickPlatform(ref, rec, want, platform != "")
+				if err != nil {
+					return err
+				}
+				ref = repo + "@" + d.String()
+			}
+			q := url.Values{"image": {ref}, "format": {format}}
 			b, err := c.do(cmd.Context(), http.MethodGet, "/v1/sbom?"+q.Encode(), nil, nil)
 			if err != nil {
+				var ae *apiError
+				if errors.As(err, &ae) && ae.Status == http.StatusNotFound && strings.Contains(ae.Message, index.ErrNotFound.Error()) {
+					return fmt.Errorf("image %s not found", args[0])
+				}
 				return err
 			}
 			var w io.Writer = c.out
@@ -233,8 +270,11 @@ server's admin.sbomDir.`,
 		},
 	}
 	addClientFlags(cmd, cf)
+	// -o table|json means nothing here: the document is JSON, --format picks it.
+	_ = cmd.PersistentFlags().MarkHidden("output")
 	cmd.Flags().StringVar(&format, "format", "cyclonedx", "cyclonedx or spdx")
 	cmd.Flags().StringVarP(&outFile, "file", "f", "", "write to this file instead of stdout")
+	cmd.Flags().StringVar(&platform, "platform", "", "for an image index: the platform image, os/arch[/variant] (default this host's)")
 	return cmd
 }
 

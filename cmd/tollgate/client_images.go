@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/tollgate-registry/tollgate/index"
+	"github.com/tollgate-registry/tollgate/proxy/admin"
+)
+
+// lookupImage finds REPO:TAG or REPO@DIGEST among the server's image
+// records (GET /v1/images?repository=REPO, which lists an index's children
+// with their platforms); nil, nil when the repository has no such image.
+func (c *adminClient) lookupImage(ctx context.Context, repo, tag string, d digest.Digest) (*index.ImageRecord, error) {
+	next := ""
+	for {
+		q := url.Values{"repository": {repo}, "maxResults": {"1000"}}
+		if next != "" {
+			q.Set("nextToken", next)
+		}
+		b, err := c.do(ctx, http.MethodGet, "/v1/images?"+q.Encode(), nil, nil)
+		if err != nil {
+			return nil, err
+		}
+		var pg admin.ImagesPage
+		if err := json.Unmarshal(b, &pg); err != nil {
+			return nil, fmt.Errorf("image records: %w", err)
+		}
+		for i := range pg.Images {
+			rec := &pg.Images[i]
+			ri := rec.Repo(repo)
+			if ri == nil || ri.Deleted {
+				continue
+			}
+			if (d != "" && rec.Digest == d) || (d == "" && slices.Contains(ri.Tags, tag)) {
+				return rec, nil
+			}
+		}
+		if pg.NextToken == "" || pg.NextToken == next {
+			return nil, nil
+		}
+		next = pg.NextToken
+	}
+}
+
+// platformImages are an index's children that are images of a platform
+// (attestation manifests, platform unknown/unknown, left out).
+func platformImages(rec *index.ImageRecord) []index.ChildImage {
+	var out []index.ChildImage
+	for _, ch := range rec.Children {
+		if ch.Platform.OS == "unknown" || ch.Platform.Architecture == "unknown" {
+			continue
+		}
+		out = append(out, ch)
+	}
+	return out
+}
+
+// pickPlatform returns the child of the index for want (os/arch[/variant];
+// without a variant the first child of os/arch), or an error listing the
+// platforms there are.
+func pickPlatform(ref string, rec *index.ImageRecord, want string, flagGiven bool) (digest.Digest, error) {
+	kids := platformImages(rec)
+	parts := strings.Split(want, "/")
+	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+		return "", fmt.Errorf("--platform %q: want os/arch[/variant], e.g. linux/arm64/v8", want)
+	}
+	for _, ch := range kids {
+		p := ch.Platform
+		if p.OS == parts[0] && p.Architecture == parts[1] && (len(parts) == 2 || p.Variant == parts[2]) {
+			return ch.Digest, nil
+		}
+	}
+	have := make([]string, 0, len(kids))
+	for _, ch := range kids {
+		have = append(have, ch.Platform.String())
+	}
+	what := "--platform " + want
+	if !flagGiven {
+		what = "this host's platform " + want + " (choose with --platform)"
+	}
+	return "", fmt.Errorf("image %s is a multi-platform index without %s; its platforms: %s", ref, what, strings.Join(have, ", "))
+}

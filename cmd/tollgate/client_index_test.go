@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/rs/zerolog"
+
+	"github.com/tollgate-registry/tollgate/index"
+	"github.com/tollgate-registry/tollgate/proxy/admin"
+	"github.com/tollgate-registry/tollgate/scan"
+)
+
+// A multi-platform tag names an index: `findings list --image` lists its
+// platform images' findings (with their platforms), `sbom` picks a
+// platform's image (--platform, default the host's).
+func TestClientCommandsMultiPlatform(t *testing.T) {
+	ctx := context.Background()
+	db, err := index.Open(t.TempDir(), index.Options{Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	amd, arm, idx := digest.FromString("amd64"), digest.FromString("arm64"), digest.FromString("idx")
+	manifest := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
+		{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":%q,"size":10,"platform":{"os":"linux","architecture":"amd64"}},
+		{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":%q,"size":11,"platform":{"os":"linux","architecture":"arm64","variant":"v8"}}]}`, amd, arm)
+	recs := index.NewRecords(db, index.RecordsOptions{})
+	now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	for _, ev := range []index.Event{
+		{Kind: index.EventPush, Repository: "multi", Digest: amd, At: now},
+		{Kind: index.EventPush, Repository: "multi", Digest: arm, At: now},
+		{Kind: index.EventPush, Repository: "multi", Digest: idx, Tag: "v1", Manifest: []byte(manifest), At: now},
+	} {
+		if err := recs.Record(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fs := index.NewFindingStore(db)
+	invs := index.NewInventories(db)
+	for d, p := range map[digest.Digest]scan.Platform{amd: {OS: "linux", Architecture: "amd64"}, arm: {OS: "linux", Architecture: "arm64", Variant: "v8"}} {
+		pkg := scan.Package{Name: "pkg-" + p.Architecture, Version: "1.0", Ecosystem: "npm", Kind: scan.KindLang, Path: "app/package-lock.json",
+			PURL: "pkg:npm/pkg-" + p.Architecture + "@1.0"}
+		f := scan.Finding{ID: "CVE-" + p.Architecture, VulnerabilityID: "CVE-" + p.Architecture, AdvisoryID: "CVE-" + p.Architecture,
+			Title: "t", Severity: scan.SeverityHigh, FixAvailable: "YES", FixedVersions: []string{"2.0"}, Package: pkg}
+		if _, err := fs.Replace(ctx, d, []scan.Finding{f}, now); err != nil {
+			t.Fatal(err)
+		}
+		if err := invs.PutImage(ctx, &scan.Inventory{Image: d, Platform: p, Packages: []scan.Package{pkg}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	api := admin.NewAPI(admin.APIOptions{Findings: fs, Images: recs, Filters: index.NewFilters(db),
+		SBOM: admin.SBOMs{Inventories: invs, Findings: fs, ToolVersion: "test"}, Logger: zerolog.Nop()})
+	auth, err := admin.NewAuth(admin.AuthOptions{Token: "tok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := admin.New(admin.Options{Logger: zerolog.Nop(), DB: db, Records: recs})
+	srv.Handle("POST /", auth.Wrap(api))
+	srv.Handle("GET /v1/sbom", auth.Wrap(api.SBOMHandler()))
+	srv.Protect(auth)
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	flags := []string{"--admin-url", hs.URL, "--token", "tok"}
+
+	out, err := runClient(t, append([]string{"findings", "list", "--image", "multi:v1"}, flags...)...)
+	if err != nil || !strings.Contains(out, "CVE-amd64") || !strings.Contains(out, "CVE-arm64") ||
+		!strings.Contains(out, "(linux/amd64)") || !strings.Contains(out, "(linux/arm64/v8)") {
+		t.Fatalf("findings list --image multi:v1: %v\n%s", err, out)
+	}
+	out, err = runClient(t, append([]string{"findings", "list", "--image", "multi@" + idx.String()}, flags...)...)
+	if err != nil || !strings.Contains(out, "CVE-amd64") || !strings.Contains(out, "CVE-arm64") {
+		t.Fatalf("findings list --image multi@index: %v\n%s", err, out)
+	}
+
+	sbomPkgs := func(args ...string) (string, error) {
+		out, err := runClient(t, append(append([]string{"sbom"}, args...), flags...)...)
+		if err != nil {
+			return "", err
+		}
+		var doc struct {
+			Components []struct{ Name string } `json:"components"`
+		}
+		if err := json.Unmarshal([]byte(out), &doc); err != nil {
+			return "", fmt.Errorf("%w: %s", err, out)
+		}
+		var names []string
+		for _, c := range doc.Components {
+			names = append(names, c.Name)
+		}
+		return strings.Join(names, ","), nil
+	}
+	if got, err := sbomPkgs("multi:v1", "--platform", "linux/arm64"); err != nil || got != "pkg-arm64" {
+		t.Fatalf("sbom --platform linux/arm64: %q %v", got, err)
+	}
+	if got, err := sbomPkgs("multi:v1", "--platform", "linux/amd64"); err != nil || got != "pkg-amd64" {
+		t.Fatalf("sbom --platform linux/amd64: %q %v", got, err)
+	}
+	_, err = sbomPkgs("multi:v1")
+	switch host := runtime.GOOS + "/" + runtime.GOARCH; host {
+	case "linux/amd64", "linux/arm64":
+		if err != nil {
+			t.Fatalf("sbom of the host's platform %s: %v", host, err)
+		}
+	default:
+		if err == nil || !strings.Contains(err.Error(), "linux/amd64, linux/arm64/v8") {
+			t.Fatalf("sbom on %s: %v", host, err)
+		}
+	}
+	if _, err := sbomPkgs("multi:v1", "--platform", "linux/s390x"); err == nil ||
+		!strings.Contains(err.Error(), "linux/amd64, linux/arm64/v8") {
+		t.Fatalf("sbom --platform linux/s390x: %v", err)
+	}
+
+	// Nits: an unknown image is said so, and -o means nothing to sbom.
+	if _, err := sbomPkgs("nope/x:1"); err == nil || err.Error() != "image nope/x:1 not found" {
+		t.Fatalf("sbom nope/x:1: %v", err)
+	}
+	if _, err := sbomPkgs("multi:v1", "-o", "json"); err == nil || !strings.Contains(err.Error(), "--format") {
+		t.Fatalf("sbom -o json: %v", err)
+	}
+	help, _ := runClient(t, "sbom", "--help")
+	if strings.Contains(help, "--output") || !strings.Contains(help, "--platform") {
+		t.Fatalf("sbom --help:\n%s", help)
+	}
+}
