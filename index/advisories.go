@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -52,7 +53,16 @@ type AdvisorySource struct {
 	// ETag and LastModified of the last download, for conditional requests.
 	ETag         string `json:"etag,omitempty"`
 	LastModified string `json:"lastModified,omitempty"`
+	// KeyScheme is the package-key scheme of the generation's adv/ keys:
+	// 0 = names as the feed spells them (before 2026-11), 1 = names
+	// normalised by match.NormalizeName (PEP 503 for PyPI, lowercase for
+	// NuGet and Packagist). The next import of the source re-keys a
+	// scheme-0 generation; until then ForPackage looks under both spellings.
+	KeyScheme int `json:"keyScheme,omitempty"`
 }
+
+// advKeyScheme is the current AdvisorySource.KeyScheme.
+const advKeyScheme = 1
 
 // Age is how long ago the source was last imported, at now.
 func (s AdvisorySource) Age(now time.Time) time.Duration { return now.Sub(s.ImportedAt) }
@@ -125,7 +135,8 @@ func advPrefix(gen, eco, name string) []byte {
 }
 
 // ForPackage returns the live advisories filed under (ecosystem, name),
-// withdrawn ones included (Match skips them). One prefix scan per source
+// withdrawn ones included (Match skips them). name is compared normalised
+// (match.NormalizeName): "Jinja2" finds the advisories for "jinja2". One prefix scan per source
 // carrying the base ecosystem (normally one). Decoded advisories are cached
 // and shared: callers must not modify them.
 func (s *AdvisoryStore) ForPackage(ctx context.Context, ecosystem, name string) ([]match.Advisory, error) {
@@ -140,14 +151,22 @@ func (s *AdvisoryStore) ForPackage(ctx context.Context, ecosystem, name string) 
 			if !containsStr(src.Ecosystems, base) {
 				continue
 			}
-			p := append(advPrefix(src.Generation, ecosystem, name), '/')
+			names := []string{match.NormalizeName(ecosystem, name)}
+			if src.KeyScheme < advKeyScheme && name != names[0] {
+				names = append(names, name) // not re-keyed yet: names as the feed spelt them
+			}
 			var ids []string
-			err := scanPrefix(txn, p, true, func(it *badger.Item) error {
-				ids = append(ids, string(it.Key()[len(p):]))
-				return nil
-			})
-			if err != nil {
-				return err
+			for _, n := range names {
+				p := append(advPrefix(src.Generation, ecosystem, n), '/')
+				err := scanPrefix(txn, p, true, func(it *badger.Item) error {
+					if id := string(it.Key()[len(p):]); !containsStr(ids, id) {
+						ids = append(ids, id)
+					}
+					return nil
+				})
+				if err != nil {
+					return err
+				}
 			}
 			for _, id := range ids {
 				ck := src.Generation + "/" + id
@@ -292,7 +311,7 @@ func (s *AdvisoryStore) Import(ctx context.Context, source string, advs []match.
 			pkgs[k] = true
 		}
 	}
-	meta := AdvisorySource{Source: source, ImportedAt: now, ChangedAt: now, Origin: opts.Origin, ETag: opts.ETag, LastModified: opts.LastModified}
+	meta := AdvisorySource{Source: source, ImportedAt: now, ChangedAt: now, Origin: opts.Origin, ETag: opts.ETag, LastModified: opts.LastModified, KeyScheme: advKeyScheme}
 	ecos := map[string]bool{}
 	allPkgs := map[match.PackageKey]bool{}
 	for id, a := range next {
@@ -316,7 +335,14 @@ func (s *AdvisoryStore) Import(ctx context.Context, source string, advs []match.
 		case !had:
 			delta.Added = append(delta.Added, id)
 			touch(d.Packages)
+		case o.Hash == d.Hash && slices.Equal(o.Packages, d.Packages):
 		case o.Hash == d.Hash:
+			// Same content filed under other keys (a generation written
+			// before names were normalised): re-key it, and re-match
+			// both spellings' images.
+			delta.Changed = append(delta.Changed, id)
+			touch(d.Packages)
+			touch(o.Packages)
 		case d.Withdrawn && !o.Withdrawn:
 			delta.Withdrawn = append(delta.Withdrawn, id)
 			touch(d.Packages)
@@ -345,6 +371,7 @@ func (s *AdvisoryStore) Import(ctx context.Context, source string, advs []match.
 
 	if delta.Empty() && old != nil {
 		old.ImportedAt, old.Origin = now, opts.Origin
+		old.KeyScheme = advKeyScheme // every key already in normalised form
 		if opts.ETag != "" || opts.LastModified != "" {
 			old.ETag, old.LastModified = opts.ETag, opts.LastModified
 		}
@@ -399,11 +426,13 @@ func sortDelta(d *AdvisoryDelta) {
 	})
 }
 
+// packagesOf returns the (ecosystem, normalised name) keys a affects, in
+// order of first appearance.
 func packagesOf(a *match.Advisory) []match.PackageKey {
 	var out []match.PackageKey
 	seen := map[match.PackageKey]bool{}
 	for _, af := range a.Affected {
-		k := match.PackageKey{Ecosystem: af.Package.Ecosystem, Name: af.Package.Name}
+		k := match.NormalizeKey(match.PackageKey{Ecosystem: af.Package.Ecosystem, Name: af.Package.Name})
 		if !seen[k] {
 			seen[k] = true
 			out = append(out, k)

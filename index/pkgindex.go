@@ -19,7 +19,11 @@ import (
 //	pxr/<manifest-digest>                     []match.PackageKey: the keys written for the image (to replace them)
 //
 // Keys are match.LookupKey's: OS packages of source-keyed distributions
-// under their source package, OS-managed language packages not at all. The
+// under their source package, OS-managed language packages not at all,
+// names normalised (match.NormalizeName: PyPI per PEP 503, NuGet and
+// Packagist lowercased). Images indexed before names were normalised keep
+// their keys as found until they are re-indexed: a rescan, or a full
+// re-match (`tollgate db rematch`, Rematcher.All), which re-indexes them. The
 // values carry the packages themselves, so a delta re-match needs no
 // inventory read for the packages it concerns.
 const pfxPkgIndexRev = "pxr/"
@@ -176,9 +180,17 @@ func updateChunked(db *DB, step func(txn *badger.Txn, i int) (done bool, err err
 // is not indexed. A full re-match uses it: no blob and no layer inventory is
 // read.
 func (x *PkgIndex) Inventory(ctx context.Context, image digest.Digest) (*scan.Inventory, error) {
-	inv := &scan.Inventory{Image: image}
+	inv, _, err := x.inventory(ctx, image)
+	return inv, err
+}
+
+// inventory is Inventory; stale reports that some of the image's keys are
+// not normalised (indexed before match.NormalizeName), so the image must be
+// re-indexed for delta re-matches to find it.
+func (x *PkgIndex) inventory(ctx context.Context, image digest.Digest) (inv *scan.Inventory, stale bool, err error) {
+	inv = &scan.Inventory{Image: image}
 	img := image.String()
-	err := x.db.bdb.View(func(txn *badger.Txn) error {
+	err = x.db.bdb.View(func(txn *badger.Txn) error {
 		var keys []match.PackageKey
 		if err := getJSON(txn, key(pfxPkgIndexRev, img), &keys); err != nil {
 			return err
@@ -188,14 +200,15 @@ func (x *PkgIndex) Inventory(ctx context.Context, image digest.Digest) (*scan.In
 			if err := getJSON(txn, append(pixPrefix(k), img...), &pkgs); err != nil {
 				return err
 			}
+			stale = stale || k != match.NormalizeKey(k)
 			inv.Packages = append(inv.Packages, pkgs...)
 		}
 		return ctx.Err()
 	})
 	if err != nil {
-		return nil, fmt.Errorf("index: indexed inventory of %s: %w", image, err)
+		return nil, false, fmt.Errorf("index: indexed inventory of %s: %w", image, err)
 	}
-	return inv, nil
+	return inv, stale, nil
 }
 
 // IndexNewImages indexes many images that are not indexed yet with write

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -79,18 +80,24 @@ type imageWork struct {
 func (r *Rematcher) ApplyDelta(ctx context.Context, d AdvisoryDelta) (RematchResult, error) {
 	work := map[digest.Digest]*imageWork{}
 	for _, k := range d.Packages {
-		advs, err := r.Advisories.ForPackage(ctx, k.Ecosystem, k.Name)
+		// k may be spelt as an advisory named it before names were
+		// normalised (a re-keying import): its images are found under k,
+		// their packages and findings filed under the normalised key.
+		nk := match.NormalizeKey(k)
+		advs, err := r.Advisories.ForPackage(ctx, nk.Ecosystem, nk.Name)
 		if err != nil {
 			return RematchResult{}, err
 		}
-		m := match.NewMatcher(k, advs)
+		m := match.NewMatcher(nk, advs)
 		err = r.Packages.Instances(ctx, k, func(img digest.Digest, pkgs []scan.Package) error {
 			w := work[img]
 			if w == nil {
 				w = &imageWork{image: img}
 				work[img] = w
 			}
-			w.keys = append(w.keys, k)
+			if !slices.Contains(w.keys, nk) {
+				w.keys = append(w.keys, nk)
+			}
 			for i := range pkgs {
 				_, ver, ok := match.LookupKey(&pkgs[i])
 				if ok {
@@ -114,7 +121,8 @@ func (r *Rematcher) ApplyDelta(ctx context.Context, d AdvisoryDelta) (RematchRes
 }
 
 // All re-matches every indexed image in full (`tollgate db rematch`),
-// from the inventories kept in the package index.
+// from the inventories kept in the package index, and re-indexes the images
+// indexed before package names were normalised (match.NormalizeName).
 func (r *Rematcher) All(ctx context.Context) (RematchResult, error) {
 	imgs, err := r.Packages.Images(ctx)
 	if err != nil {
@@ -125,9 +133,14 @@ func (r *Rematcher) All(ctx context.Context) (RematchResult, error) {
 		items[i] = &imageWork{image: img}
 	}
 	return r.run(ctx, items, func(ctx context.Context, w *imageWork) (ReplaceRequest, error) {
-		inv, err := r.Packages.Inventory(ctx, w.image)
+		inv, stale, err := r.Packages.inventory(ctx, w.image)
 		if err != nil {
 			return ReplaceRequest{}, err
+		}
+		if stale {
+			if err := r.Packages.IndexImage(ctx, inv); err != nil {
+				return ReplaceRequest{}, err
+			}
 		}
 		fs, err := match.Match(ctx, inv, r.Advisories)
 		if err != nil {

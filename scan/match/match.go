@@ -23,6 +23,55 @@ type PackageKey struct {
 
 func (k PackageKey) String() string { return k.Ecosystem + "/" + k.Name }
 
+// NormalizeName returns the form in which name is compared and keyed in
+// ecosystem (release-qualified or not): PyPI names PEP 503-normalised
+// (lowercase, each run of '-', '_', '.' one '-': "Jinja2" → "jinja2",
+// "Zope.Interface" → "zope-interface"), NuGet and Packagist names lowercased
+// (both registries treat names case-insensitively). Every other ecosystem's
+// names are case-sensitive and returned as they are. Advisory keys, lookup
+// keys and package-index keys all use it; a package's displayed name and its
+// finding id keep the name as found.
+func NormalizeName(ecosystem, name string) string {
+	switch BaseEcosystem(ecosystem) {
+	case "PyPI":
+		return pep503Normalize(name)
+	case "NuGet", "Packagist":
+		return strings.ToLower(name)
+	}
+	return name
+}
+
+func pep503Normalize(name string) string {
+	var b strings.Builder
+	b.Grow(len(name))
+	sep := false
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c == '-' || c == '_' || c == '.':
+			sep = true
+			continue
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		if sep {
+			b.WriteByte('-')
+			sep = false
+		}
+		b.WriteByte(c)
+	}
+	if sep {
+		b.WriteByte('-')
+	}
+	return b.String()
+}
+
+// NormalizeKey returns k with its name normalised (NormalizeName).
+func NormalizeKey(k PackageKey) PackageKey {
+	k.Name = NormalizeName(k.Ecosystem, k.Name)
+	return k
+}
+
 // sourceKeyed are the OS ecosystems whose feeds file advisories under the
 // source package (Debian/Ubuntu `Source:`, apk origin). Red Hat-family feeds
 // (AlmaLinux, Rocky, Red Hat, SUSE) name binary RPMs and are matched by the
@@ -39,7 +88,9 @@ func sourceKeyed(base string) bool {
 // version to compare: for source-keyed OS ecosystems (Debian, Ubuntu,
 // Alpine, Wolfi) the source package name and version (SourceName falling
 // back to Name, SourceVersion to Version); for every other package its own
-// name and version. ok is false when p is not matched at all: a language
+// name and version. The key's name is normalised (NormalizeName: PyPI names
+// per PEP 503, NuGet and Packagist lowercased). ok is false when p is not
+// matched at all: a language
 // package whose files an OS package owns (OSManaged: the distribution
 // backports fixes without changing the upstream version, so it is matched
 // only through the OS package's advisories), or a package without ecosystem.
@@ -60,6 +111,7 @@ func LookupKey(p *scan.Package) (key PackageKey, version string, ok bool) {
 			version = p.SourceVersion
 		}
 	}
+	key.Name = NormalizeName(key.Ecosystem, key.Name)
 	return key, version, true
 }
 
@@ -184,8 +236,10 @@ type Matcher struct {
 	byVer map[string][]scan.Finding // templates: no image, package or id
 }
 
-// NewMatcher returns a Matcher for key's advisories advs.
+// NewMatcher returns a Matcher for key's advisories advs (key's name is
+// normalised: NormalizeName).
 func NewMatcher(key PackageKey, advs []Advisory) *Matcher {
+	key = NormalizeKey(key)
 	return &Matcher{key: key, advs: advs, vc: newVersionCache(key.Ecosystem), byVer: map[string][]scan.Finding{}}
 }
 
@@ -222,7 +276,7 @@ func (m *Matcher) evaluate(version string) []scan.Finding {
 		unfixed := false
 		for fi := range a.Affected {
 			af := &a.Affected[fi]
-			if af.Package.Ecosystem != m.key.Ecosystem || af.Package.Name != m.key.Name {
+			if af.Package.Ecosystem != m.key.Ecosystem || NormalizeName(af.Package.Ecosystem, af.Package.Name) != m.key.Name {
 				continue
 			}
 			vd := af.evaluate(m.vc, version)

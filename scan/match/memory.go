@@ -18,14 +18,15 @@ func NewMemory(advs []Advisory) *Memory {
 	return m
 }
 
-// Add indexes a under each package it affects (once per package).
+// Add indexes a under each package it affects (once per package), by
+// normalised name (NormalizeName).
 func (m *Memory) Add(a Advisory) {
 	if m.byKey == nil {
 		m.byKey = map[PackageKey][]Advisory{}
 	}
 	seen := map[PackageKey]bool{}
 	for _, af := range a.Affected {
-		k := PackageKey{af.Package.Ecosystem, af.Package.Name}
+		k := NormalizeKey(PackageKey{af.Package.Ecosystem, af.Package.Name})
 		if !seen[k] {
 			seen[k] = true
 			m.byKey[k] = append(m.byKey[k], a)
@@ -35,5 +36,5 @@ func (m *Memory) Add(a Advisory) {
 
 // ForPackage implements Advisories.
 func (m *Memory) ForPackage(_ context.Context, ecosystem, name string) ([]Advisory, error) {
-	return m.byKey[PackageKey{ecosystem, name}], nil
+	return m.byKey[NormalizeKey(PackageKey{ecosystem, name})], nil
 }
