@@ -108,6 +108,8 @@ func (r *Records) update(ctx context.Context, fn func(txn *badger.Txn) error) er
 //   - pull (manifest GET 200): lastPulledAt and pullCount; creates the
 //     record if unknown (mirror mode, or pushes that bypassed the proxy) and
 //     moves ev.Tag if the registry now resolves it elsewhere.
+//   - seen (a mirror's manifest the pull policy evaluates): as a pull,
+//     without lastPulledAt and pullCount.
 //   - delete: by digest, marks the repository entry deleted and removes its
 //     tags and referrer entry; by tag (ev.Digest empty or ev.Tag set on a
 //     tag DELETE), removes only the tag.
@@ -131,7 +133,7 @@ func (r *Records) Record(ctx context.Context, ev Event) error {
 		var rec *ImageRecord
 		var err error
 		switch ev.Kind {
-		case EventPush, EventPull:
+		case EventPush, EventPull, EventSeen:
 			rec, err = applyPushPull(txn, ev, m)
 		case EventDelete:
 			rec, err = applyDelete(txn, ev)
@@ -205,10 +207,12 @@ func applyPushPull(txn *badger.Txn, ev Event, m *parsedManifest) (*ImageRecord, 
 	if err != nil {
 		return nil, err
 	}
-	if ev.Kind == EventPull {
+	if ev.Kind == EventPull || ev.Kind == EventSeen {
 		if ri.Deleted { // pulled after delete: the registry still serves it
 			ri.Deleted, ri.DeletedAt = false, nil
 		}
+	}
+	if ev.Kind == EventPull {
 		if ri.LastPulledAt == nil || ri.LastPulledAt.Before(ev.At) {
 			t := ev.At
 			ri.LastPulledAt = &t

@@ -57,6 +57,34 @@ func TestRecordsEventSequences(t *testing.T) {
 			},
 		},
 		{
+			name: "seen (a mirror's manifest the policy evaluates) records the image, not a pull",
+			events: []Event{
+				{Kind: EventSeen, Repository: "free/app", Digest: recDg("s"), Tag: "v1", MediaType: "application/vnd.oci.image.manifest.v1+json", Size: 7, Mirror: true, At: recAt(0)},
+				{Kind: EventSeen, Repository: "free/app", Digest: recDg("s"), Tag: "v1", Mirror: true, At: recAt(1)},
+			},
+			check: func(t *testing.T, r *Records) {
+				ctx := context.Background()
+				rec, err := r.Get(ctx, recDg("s"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				ri := rec.Repo("free/app")
+				if ri == nil || ri.PullCount != 0 || ri.LastPulledAt != nil || len(ri.Tags) != 1 || ri.Tags[0] != "v1" || rec.Size != 7 {
+					t.Fatalf("%+v %+v", rec, ri)
+				}
+				if d, err := r.Tag(ctx, "free/app", "v1"); err != nil || d != recDg("s") {
+					t.Fatalf("tag: %s %v", d, err)
+				}
+				if err := r.Record(ctx, Event{Kind: EventPull, Repository: "free/app", Digest: recDg("s"), Mirror: true, At: recAt(2)}); err != nil {
+					t.Fatal(err)
+				}
+				rec, _ = r.Get(ctx, recDg("s"))
+				if ri := rec.Repo("free/app"); ri.PullCount != 1 || !ri.LastPulledAt.Equal(recAt(2)) {
+					t.Fatalf("after the pull: %+v", ri)
+				}
+			},
+		},
+		{
 			name: "tag moves keep history",
 			events: []Event{
 				{Kind: EventPush, Repository: "app", Digest: recDg("a"), Tag: "latest", At: recAt(0)},

@@ -101,6 +101,12 @@ const (
 	EventDelete  EventKind = "delete"  // manifest or tag DELETE answered 202
 	EventArchive EventKind = "archive" // storage class set to ARCHIVE
 	EventRestore EventKind = "restore" // storage class set to STANDARD
+	// EventSeen: a manifest the mirror fetched from its upstream for a GET
+	// the pull policy evaluates. Recorded like a pull (the repository
+	// entry, tag, media type, children) but not counted as one, so an
+	// image the policy refuses is known under the repository it was
+	// requested as: its findings, coverage and suppression rules apply.
+	EventSeen EventKind = "seen"
 )
 
 // Event is one push, pull or delete seen by the proxy. The proxy writes it to

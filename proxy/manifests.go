@@ -78,10 +78,22 @@ func (p *Proxy) getManifest(w http.ResponseWriter, r *http.Request, rt route, up
 	mt := mediaTypeOf(resp.Header.Get("Content-Type"), body)
 	if p.Gate != nil {
 		info := ManifestInfo{Reference: rt.ref, Digest: d, MediaType: mt, Size: int64(len(body)), Manifest: body, Mirror: up.mirror}
+		// A mirror's image tollgate does not know in repo yet is recorded
+		// (seen, not pulled) before the Gate evaluates it, so the suppression
+		// rules for repo apply to it and, if it is refused, its findings and
+		// coverage are shown under repo and its scan is recorded.
+		seen := index.Event{Kind: index.EventSeen, Repository: repo, Digest: d, Tag: rt.tag(),
+			MediaType: mt, Size: int64(len(body)), Manifest: body, Mirror: true, At: p.now()}
+		recorded := up.mirror && p.recordSeen(ctx, seen)
 		if err := p.Gate.Admit(ctx, repo, info); err != nil {
 			var de *DeniedError
 			var oe *Error
 			if errors.As(err, &de) || errors.As(err, &oe) {
+				if recorded {
+					// Not served, so no pull event: the observers (the
+					// lifecycle's scan and coverage) are told of the seen one.
+					p.observe(r.Context(), seen)
+				}
 				WriteError(w, r, err)
 				return
 			}
@@ -195,6 +207,34 @@ func (p *Proxy) record(ctx context.Context, ev index.Event) error {
 		o.Observe(ctx, ev)
 	}
 	return nil
+}
+
+// recordSeen writes ev (index.EventSeen) when repo does not hold the image
+// yet, without telling the observers, and reports whether it did. A
+// failure is logged and counted; the pull goes on.
+func (p *Proxy) recordSeen(ctx context.Context, ev index.Event) bool {
+	if p.Records == nil {
+		return false
+	}
+	ctx = context.WithoutCancel(ctx)
+	if _, err := p.Records.Status(ctx, ev.Repository, ev.Digest); !errors.Is(err, index.ErrNotFound) {
+		return false // known (or the lookup failed, which archived logged)
+	}
+	if err := p.Records.Record(ctx, ev); err != nil {
+		p.recordFailures.Add(1)
+		p.Logger.Error().Err(err).Str("op", "record").Str("repo", ev.Repository).
+			Str("digest", ev.Digest.String()).Str("kind", string(ev.Kind)).Msg("record failed")
+		return false
+	}
+	return true
+}
+
+// observe tells the observers of a recorded event.
+func (p *Proxy) observe(ctx context.Context, ev index.Event) {
+	ctx = context.WithoutCancel(ctx)
+	for _, o := range p.Observers {
+		o.Observe(ctx, ev)
+	}
 }
 
 // recordOrKeep records a pull or delete, whose answer never depends on

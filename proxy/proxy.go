@@ -75,6 +75,9 @@ type ManifestInfo struct {
 // after the upstream answered 200 and before anything is sent. Returning a
 // *DeniedError answers 403 DENIED with its message; an *Error answers as
 // given; any other error is logged and the manifest is served (fail-open).
+// In mirror mode an image the repository does not hold yet is recorded
+// (index.EventSeen) before Admit, and the observers are told of it when
+// Admit refuses.
 type Gate interface {
 	Admit(ctx context.Context, repo string, desc ManifestInfo) error
 }

@@ -19,6 +19,8 @@ import (
 //     MANUAL ones get coverage INACTIVE / SCAN_FREQUENCY_MANUAL.
 //   - pull: an image without coverage (first pull through the mirror) is
 //     scanned like a push; an expired CONTINUOUS_SCAN image is revived.
+//     A seen event (a mirror's pull the policy refused) is handled as a
+//     pull, so the refused image gets coverage and its scan is recorded.
 //   - delete: an image left in no repository becomes INACTIVE /
 //     RESOURCE_TERMINATED; its findings are closed and deleted 3 days later.
 //   - archive: an image archived everywhere it lives becomes INACTIVE /
@@ -47,7 +49,7 @@ func (s *Service) Observe(ctx context.Context, ev index.Event) error {
 		switch ev.Kind {
 		case index.EventPush:
 			err = s.onActivity(ctx, st, TriggerPush)
-		case index.EventPull:
+		case index.EventPull, index.EventSeen:
 			err = s.onActivity(ctx, st, TriggerPull)
 		case index.EventDelete:
 			if len(st.Live) == 0 {
