@@ -330,7 +330,16 @@ func (p *Policy) startScan(ctx context.Context, repo string, image digest.Digest
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.o.MaxScan)
 	go func() {
 		defer cancel()
+		start := time.Now()
 		c.err = p.o.Scanner.ScanNow(sctx, repo, image)
+		if c.err != nil {
+			// Logged here: the pull that started it may have stopped waiting.
+			p.log.Warn().Err(c.err).Str("repo", repo).Str("digest", image.String()).
+				Dur("after", time.Since(start)).Msg("scan before pull failed")
+		} else {
+			p.log.Debug().Str("repo", repo).Str("digest", image.String()).
+				Dur("after", time.Since(start)).Msg("scan before pull done")
+		}
 		p.mu.Lock()
 		delete(p.inflight, image)
 		p.mu.Unlock()
