@@ -139,10 +139,10 @@ func SPDX(inv *scan.Inventory, opts Options) *spdx.Document {
 	opts = opts.defaults(inv)
 	imgID := common.ElementID("Image")
 	doc := &spdx.Document{
-		SPDXVersion:       spdx.Version,
-		DataLicense:       spdx.DataLicense,
-		SPDXIdentifier:    "DOCUMENT",
-		DocumentName:      opts.Name,
+		SPDXVersion:    spdx.Version,
+		DataLicense:    spdx.DataLicense,
+		SPDXIdentifier: "DOCUMENT",
+		DocumentName:   opts.Name,
 		// unique per document, as SPDX 2.3 §6.5 asks
 		DocumentNamespace: "https://tollgate.invalid/spdx/" + inv.Image.Encoded() + "/" + strings.ReplaceAll(inv.Platform.String(), "/", "-") + "/" + randomUUID(),
 		CreationInfo: &spdx.CreationInfo{
