@@ -32,7 +32,7 @@ type knownTeer struct {
 
 	mu       sync.Mutex
 	prints   map[[sha256.Size]byte]digest.Digest // fingerprint → the digest committed with it
-	sessions map[string]*printSink               // repo + "\x00" + session → its first request's sink
+	sessions uploadSessions[*printSink]          // each open session's first request's sink
 }
 
 // fingerprintBytes is how much of a blob identifies it; blobs shorter than
@@ -44,7 +44,7 @@ const maxPrints = 1 << 16
 
 func newKnownTeer(inner scan.Teer, known func(ctx context.Context, d digest.Digest) bool) *knownTeer {
 	return &knownTeer{inner: inner, known: known,
-		prints: map[[sha256.Size]byte]digest.Digest{}, sessions: map[string]*printSink{}}
+		prints: map[[sha256.Size]byte]digest.Digest{}}
 }
 
 func (k *knownTeer) Pull(ctx context.Context, repo string, d digest.Digest, size int64) scan.BlobSink {
@@ -59,21 +59,12 @@ func (k *knownTeer) Upload(ctx context.Context, repo, session string, offset int
 	p := &printSink{inner: s, k: k, h: sha256.New()}
 	bg := context.WithoutCancel(ctx) // the lookup may outlive the request
 	p.stored = func(d digest.Digest) bool { return k.known(bg, d) }
-	k.mu.Lock()
-	if len(k.sessions) >= maxTrackedSessions {
-		clear(k.sessions)
-	}
-	k.sessions[repo+"\x00"+session] = p
-	k.mu.Unlock()
+	k.sessions.put(repo, session, p)
 	return p
 }
 
 func (k *knownTeer) UploadDone(ctx context.Context, repo, session string, d digest.Digest) {
-	key := repo + "\x00" + session
-	k.mu.Lock()
-	p := k.sessions[key]
-	delete(k.sessions, key)
-	k.mu.Unlock()
+	p, _ := k.sessions.take(repo, session)
 	if p != nil && d != "" {
 		if fp, ok := p.fingerprint(); ok {
 			k.mu.Lock()

@@ -101,8 +101,7 @@ type trackedTeer struct {
 	inner scan.Teer
 	waits *teeWaits
 
-	mu    sync.Mutex
-	heads map[string]*headSink // repo + "\x00" + session: the session's first bytes
+	heads uploadSessions[*headSink] // each open session's first bytes
 }
 
 // reporter is tee.Teer's Reported: whether d's deferral was reported and
@@ -118,12 +117,40 @@ func (t *trackedTeer) reported(d digest.Digest) bool {
 }
 
 func newTrackedTeer(inner scan.Teer, waits *teeWaits) *trackedTeer {
-	return &trackedTeer{inner: inner, waits: waits, heads: map[string]*headSink{}}
+	return &trackedTeer{inner: inner, waits: waits}
 }
 
-// maxTrackedSessions bounds the heads of open upload sessions (abandoned
-// ones are dropped wholesale past it; their layers are then only read again).
+// maxTrackedSessions bounds the upload sessions a Teer wrapper tracks
+// (abandoned ones are dropped wholesale past it; their layers are then only
+// read again).
 const maxTrackedSessions = 4096
+
+// uploadSessions holds a value per open upload session (repository and
+// session id) from its first request to its end, at most maxTrackedSessions
+// of them. Safe for concurrent use; the zero value is ready.
+type uploadSessions[T any] struct {
+	mu sync.Mutex
+	m  map[string]T
+}
+
+func (u *uploadSessions[T]) put(repo, session string, v T) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.m == nil || len(u.m) >= maxTrackedSessions {
+		u.m = map[string]T{}
+	}
+	u.m[repo+"\x00"+session] = v
+}
+
+// take removes and returns the session's value.
+func (u *uploadSessions[T]) take(repo, session string) (T, bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	k := repo + "\x00" + session
+	v, ok := u.m[k]
+	delete(u.m, k)
+	return v, ok
+}
 
 func (t *trackedTeer) Pull(ctx context.Context, repo string, d digest.Digest, size int64) scan.BlobSink {
 	s := t.inner.Pull(ctx, repo, d, size)
@@ -143,21 +170,12 @@ func (t *trackedTeer) Upload(ctx context.Context, repo, session string, offset i
 		return s
 	}
 	h := &headSink{inner: s}
-	t.mu.Lock()
-	if len(t.heads) >= maxTrackedSessions {
-		clear(t.heads)
-	}
-	t.heads[repo+"\x00"+session] = h
-	t.mu.Unlock()
+	t.heads.put(repo, session, h)
 	return h
 }
 
 func (t *trackedTeer) UploadDone(ctx context.Context, repo, session string, d digest.Digest) {
-	k := repo + "\x00" + session
-	t.mu.Lock()
-	h := t.heads[k]
-	delete(t.heads, k)
-	t.mu.Unlock()
+	h, _ := t.heads.take(repo, session)
 	if d != "" && h != nil && h.layer() && !t.reported(d) {
 		t.waits.start(d)
 	}
