@@ -265,14 +265,9 @@ func runGzTar(ctx context.Context, bin string, target int64, out string) error {
 	}
 	fmt.Fprintf(&b, "  peak RSS of the tollgate process (proxy + embedded registry + analysis, VmHWM): %.1f MiB\n", float64(p.rss)/(1<<20))
 	fmt.Fprintf(&b, "goal: peak RSS < 300 MB while proxying and scanning a 5 GB layer: %s (%.0f MB)\n", verdict(p.rss < 300e6 && p.marker), float64(p.rss)/1e6)
-	fmt.Print(b.String())
-	if out == "" {
-		out = filepath.Join("bench", "results", "proxy-rss-"+time.Now().UTC().Format("2006-01-02")+".txt")
-	}
-	if err := os.WriteFile(out, []byte(b.String()), 0o644); err != nil {
+	if err := writeResult(b.String(), out, "proxy-rss"); err != nil {
 		return err
 	}
-	fmt.Fprintln(os.Stderr, "wrote", out)
 	if !p.marker {
 		return errors.New("the layer's last entry was not analysed (no " + markerPkg + " in the SBOM)")
 	}

@@ -311,11 +311,17 @@ func run(bin string, size int64, rounds int, out string) error {
 		fmt.Fprintf(&b, "raw seconds: push direct %v proxy %v; pull direct %v proxy %v\n",
 			secs(r.pushD), secs(r.pushP), secs(r.pullD), secs(r.pullP))
 	}
-	fmt.Print(b.String())
+	return writeResult(b.String(), out, "proxy")
+}
+
+// writeResult prints a result and writes it to out, by default
+// bench/results/<name>-<UTC date>.txt.
+func writeResult(text, out, name string) error {
+	fmt.Print(text)
 	if out == "" {
-		out = filepath.Join("bench", "results", "proxy-"+time.Now().UTC().Format("2006-01-02")+".txt")
+		out = filepath.Join("bench", "results", name+"-"+time.Now().UTC().Format("2006-01-02")+".txt")
 	}
-	if err := os.WriteFile(out, []byte(b.String()), 0o644); err != nil {
+	if err := os.WriteFile(out, []byte(text), 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintln(os.Stderr, "wrote", out)
