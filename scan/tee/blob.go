@@ -59,11 +59,12 @@ type blob struct {
 
 	mu       sync.Mutex
 	cond     *sync.Cond
-	chunks   [][]byte
-	buffered int64
-	next     int64 // bytes received so far (the next expected upload offset)
-	closed   bool  // the writer has delivered every byte
-	active   int   // upload requests in progress (sinks not yet Done)
+	slabs    [][]byte // pooled slabs (slabBytes cap) in order; the last one is being filled
+	roff     int      // bytes of slabs[0] the analysis has read
+	buffered int64    // bytes written and not yet read
+	next     int64    // bytes received so far (the next expected upload offset)
+	closed   bool     // the writer has delivered every byte
+	active   int      // upload requests in progress (sinks not yet Done)
 	detached bool
 	reason   string        // why it detached; "" for a silent drop (not a layer)
 	gone     chan struct{} // closed at detach
@@ -90,6 +91,8 @@ func (b *blob) end(d digest.Digest) {
 var errDetached = errors.New("tee: detached")
 
 // write copies p into the queue, or detaches; it never blocks on analysis.
+// The bytes go into slabs from the Teer's free list (see Reserve), so a
+// teed blob allocates nothing per write and leaves no garbage behind.
 func (b *blob) write(p []byte) {
 	if len(p) == 0 {
 		return
@@ -110,11 +113,22 @@ func (b *blob) write(p []byte) {
 		b.detachLocked(ReasonMemory)
 		return
 	}
-	c := make([]byte, len(p))
-	copy(c, p)
-	b.chunks = append(b.chunks, c)
+	wake := b.buffered == 0
 	b.buffered += int64(len(p))
-	b.cond.Signal()
+	for len(p) > 0 {
+		last := len(b.slabs) - 1
+		if last < 0 || len(b.slabs[last]) == cap(b.slabs[last]) {
+			b.slabs = append(b.slabs, b.t.getSlab())
+			last++
+		}
+		tail := b.slabs[last]
+		n := copy(tail[len(tail):cap(tail)], p)
+		b.slabs[last] = tail[:len(tail)+n]
+		p = p[n:]
+	}
+	if wake {
+		b.cond.Signal() // the analysis waits only on an empty queue
+	}
 }
 
 // detachLocked drops the buffer and stops the analysis; b.mu is held.
@@ -125,7 +139,10 @@ func (b *blob) detachLocked(reason string) {
 	b.detached = true
 	b.reason = reason
 	b.t.total.Add(-b.buffered)
-	b.chunks, b.buffered = nil, 0
+	for _, sl := range b.slabs {
+		b.t.putSlab(sl)
+	}
+	b.slabs, b.roff, b.buffered = nil, 0, 0
 	if b.cond != nil {
 		b.cond.Broadcast()
 	}
@@ -138,23 +155,32 @@ func (b *blob) detachLocked(reason string) {
 func (b *blob) Read(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for len(b.chunks) == 0 && !b.closed && !b.detached {
+	for b.buffered == 0 && !b.closed && !b.detached {
 		b.cond.Wait()
 	}
 	if b.detached {
 		return 0, errDetached
 	}
-	if len(b.chunks) == 0 {
+	if b.buffered == 0 {
 		return 0, io.EOF
 	}
-	n := copy(p, b.chunks[0])
-	if n == len(b.chunks[0]) {
-		b.chunks[0] = nil
-		b.chunks = b.chunks[1:]
-	} else {
-		b.chunks[0] = b.chunks[0][n:]
+	n := 0
+	for n < len(p) && b.buffered > 0 {
+		head := b.slabs[0]
+		m := copy(p[n:], head[b.roff:])
+		n += m
+		b.roff += m
+		b.buffered -= int64(m)
+		// A slab read to its end goes back to the pool unless the writer
+		// is still filling it.
+		if b.roff == len(head) && (len(b.slabs) > 1 || len(head) == cap(head)) {
+			b.t.putSlab(head)
+			k := copy(b.slabs, b.slabs[1:]) // keeps the slice's capacity: no allocation per slab
+			b.slabs[k] = nil
+			b.slabs = b.slabs[:k]
+			b.roff = 0
+		}
 	}
-	b.buffered -= int64(n)
 	b.t.total.Add(-int64(n))
 	return n, nil
 }
@@ -171,11 +197,37 @@ func (h *hashingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// yieldingReader reads the blob for the analysis; once the blob is known to
+// be a layer, each read first waits for Options.Yield, within the blob's
+// budget.
+type yieldingReader struct {
+	b     *blob
+	stop  <-chan struct{}
+	layer bool
+	left  time.Duration
+}
+
+func (y *yieldingReader) Read(p []byte) (int, error) {
+	if y.layer && y.left > 0 && y.b.t.opts.Yield != nil {
+		y.left -= y.b.t.opts.Yield(y.stop, y.left)
+	}
+	return y.b.Read(p)
+}
+
 // analyse walks the blob and returns its inventory and the digest of the
 // bytes it read; a nil inventory for a blob that is not a layer or could
 // not be read whole.
 func (b *blob) analyse(ctx context.Context) (*scan.LayerInventory, digest.Digest) {
-	hr := &hashingReader{r: b, h: sha256.New()}
+	stop := make(chan struct{}) // the walk ended, or the blob detached: no more waiting
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-b.gone:
+		}
+		close(stop)
+	}()
+	yr := &yieldingReader{b: b, stop: stop, left: b.t.opts.YieldBudget}
+	hr := &hashingReader{r: yr, h: sha256.New()}
 	br := bufio.NewReaderSize(hr, 4096)
 	head, _ := br.Peek(262)
 	if !scan.LooksLikeLayer(head) {
@@ -185,6 +237,7 @@ func (b *blob) analyse(ctx context.Context) (*scan.LayerInventory, digest.Digest
 		b.mu.Unlock()
 		return nil, ""
 	}
+	yr.layer = true // from here on, transfers go first (Options.Yield)
 	li, err := scan.Walk(ctx, b.want, br, b.t.opts.Analyzers, b.t.opts.Limits)
 	var le *scan.LimitError
 	if err != nil && !errors.As(err, &le) {
@@ -383,4 +436,29 @@ func (s *uploadSink) Done(complete bool) {
 		}
 		s.b.mu.Unlock()
 	})
+}
+
+// slabBytes is the size of the tee's buffers.
+const slabBytes = 256 << 10
+
+// getSlab takes a slab from t's free list, or allocates one.
+func (t *Teer) getSlab() []byte {
+	select {
+	case b := <-t.free:
+		return b[:0]
+	default:
+		return make([]byte, 0, slabBytes)
+	}
+}
+
+// putSlab returns b to t's free list; past its capacity b is left to the
+// garbage collector.
+func (t *Teer) putSlab(b []byte) {
+	if cap(b) != slabBytes {
+		return
+	}
+	select {
+	case t.free <- b[:0]:
+	default:
+	}
 }

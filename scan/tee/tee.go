@@ -61,6 +61,20 @@ type Options struct {
 	// is abandoned: its goroutine runs on (Abandoned counts those) but holds
 	// no worker and commits nothing.
 	AnalysisTimeout time.Duration
+	// Yield, if set, lets transfers go first: the analysis of a layer
+	// calls it before each read of teed bytes with what is left of the
+	// blob's YieldBudget, and it returns how long it waited (until no blob
+	// transfer is in flight, at most max, or until stop is closed: the
+	// analysis ended). The blob's own transfer counts, so a layer is then
+	// analysed from the buffer once its upload is over; a transfer that
+	// outruns the buffer meanwhile detaches its blob as usual. tollgate
+	// serve sets it on machines without a spare core (scan.analysisYields):
+	// there even an analysis at the lowest CPU priority slowed a loopback
+	// push by 20 % (docs/performance.md).
+	Yield func(stop <-chan struct{}, max time.Duration) time.Duration
+	// YieldBudget bounds one blob's waiting in Yield (default 2 s); past it
+	// the analysis runs beside the transfers.
+	YieldBudget time.Duration
 	// Store receives committed layer inventories; nil drops them.
 	Store Store
 	// Deferred is told about a layer blob that was not analysed in the
@@ -86,6 +100,9 @@ const (
 	DefaultMaxTotalBytes = 128 << 20
 )
 
+// DefaultYieldBudget is Options.YieldBudget's default.
+const DefaultYieldBudget = 2 * time.Second
+
 // Teer is the scan.Teer of the proxy. Safe for concurrent use.
 type Teer struct {
 	opts      Options
@@ -94,6 +111,8 @@ type Teer struct {
 	total     atomic.Int64
 	abandoned atomic.Int64
 	wg        sync.WaitGroup
+
+	free chan []byte // empty slabs kept for reuse: BufferBytes worth
 
 	mu       sync.Mutex
 	sessions map[string]*blob // repo + "\x00" + session
@@ -117,6 +136,9 @@ func New(opts Options) *Teer {
 	if opts.AnalysisTimeout <= 0 {
 		opts.AnalysisTimeout = 5 * time.Minute
 	}
+	if opts.YieldBudget <= 0 {
+		opts.YieldBudget = DefaultYieldBudget
+	}
 	if opts.MaxTotalBytes <= 0 {
 		opts.MaxTotalBytes = max(opts.BufferBytes, min(int64(opts.Workers)*opts.BufferBytes, DefaultMaxTotalBytes))
 	}
@@ -124,9 +146,32 @@ func New(opts Options) *Teer {
 		opts:     opts,
 		av:       scan.AnalyzersVersion(opts.Analyzers),
 		slots:    make(chan struct{}, opts.Workers),
+		free:     make(chan []byte, max(1, opts.BufferBytes/slabBytes)),
 		sessions: map[string]*blob{},
 		inflight: map[digest.Digest]*blob{},
 		reported: map[digest.Digest]time.Time{},
+	}
+}
+
+// Reserve fills the free list of buffer slabs (BufferBytes in all) with
+// memory it has written to, and returns when it is full. Buffered bytes
+// live in these slabs, which are kept for reuse rather than freed; memory
+// fresh from the kernel is what made teeing slow: on the development VM,
+// page faults on fresh buffers added ~90 ms to a 28 MB push (65 %), a
+// reserved buffer ~1 ms (docs/performance.md). Without Reserve the free
+// list fills as blobs release their slabs. The process's resident memory
+// grows by BufferBytes.
+func (t *Teer) Reserve() {
+	for len(t.free) < cap(t.free) {
+		b := make([]byte, slabBytes)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1 // touch every page: the kernel maps it now
+		}
+		select {
+		case t.free <- b[:0]:
+		default:
+			return
+		}
 	}
 }
 
