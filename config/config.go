@@ -75,7 +75,33 @@ type Scan struct {
 	// it). Past it the analysis worker is freed, nothing is committed, and
 	// the layer is read from the registry by its image scan.
 	AnalysisTimeout time.Duration `yaml:"analysisTimeout"`
-	Limits          Limits        `yaml:"limits"`
+	// AnalysisYields says whether the tee's layer analysis waits while
+	// blob transfers are in flight (at most 2 s per layer), so that they
+	// get the CPU first: "always", "never", or "auto" (the default: on
+	// machines with at most 2 cores, GOMAXPROCS, where an analysis beside
+	// a transfer slows it). Waiting costs time to findings: a layer is then
+	// analysed after its upload instead of during it.
+	AnalysisYields string `yaml:"analysisYields"`
+	Limits         Limits `yaml:"limits"`
+}
+
+// Values of Scan.AnalysisYields.
+const (
+	YieldAuto   = "auto"
+	YieldAlways = "always"
+	YieldNever  = "never"
+)
+
+// YieldsToTransfers resolves AnalysisYields for a machine with procs
+// usable cores.
+func (s Scan) YieldsToTransfers(procs int) bool {
+	switch s.AnalysisYields {
+	case YieldAlways:
+		return true
+	case YieldNever:
+		return false
+	}
+	return procs <= 2
 }
 
 // Limits bound analysis memory and work per layer.
@@ -173,6 +199,7 @@ func Default() Config {
 			Enabled:         &t,
 			TeeBufferBytes:  32 << 20,
 			AnalysisTimeout: 5 * time.Minute,
+			AnalysisYields:  YieldAuto,
 			Limits: Limits{
 				MaxEntryBufferBytes: 32 << 20,
 				MaxEntryBytes:       1 << 30,
@@ -327,6 +354,11 @@ func (c Config) Validate() error {
 	}
 	if c.Scan.AnalysisTimeout <= 0 {
 		bad("scan.analysisTimeout must be positive")
+	}
+	switch c.Scan.AnalysisYields {
+	case YieldAuto, YieldAlways, YieldNever:
+	default:
+		bad(fmt.Sprintf("scan.analysisYields must be auto, always or never, not %q", c.Scan.AnalysisYields))
 	}
 	if c.Scan.Workers < 0 {
 		bad("scan.workers must not be negative")

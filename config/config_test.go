@@ -49,12 +49,27 @@ func TestValidateRejects(t *testing.T) {
 		"bad log format":        func(c *Config) { c.Log.Format = "xml" },
 		"bad policy severity":   func(c *Config) { c.Policy = []PullPolicy{{Severity: "SEVERE"}} },
 		"no analysis timeout":   func(c *Config) { c.Scan.AnalysisTimeout = 0 },
+		"bad analysisYields":    func(c *Config) { c.Scan.AnalysisYields = "sometimes" },
+		"empty analysisYields":  func(c *Config) { c.Scan.AnalysisYields = "" },
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := Default()
 			mutate(&c)
 			assert.Error(t, c.Validate())
 		})
+	}
+}
+
+func TestYieldsToTransfers(t *testing.T) {
+	for _, tc := range []struct {
+		mode  string
+		procs int
+		want  bool
+	}{
+		{YieldAuto, 1, true}, {YieldAuto, 2, true}, {YieldAuto, 4, false},
+		{YieldAlways, 64, true}, {YieldNever, 1, false},
+	} {
+		assert.Equal(t, tc.want, Scan{AnalysisYields: tc.mode}.YieldsToTransfers(tc.procs), "%s on %d cores", tc.mode, tc.procs)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -108,7 +109,8 @@ func wireScanWith(ctx context.Context, s *server, h scanHooks) error {
 		}
 		report(ctx, repo, d, reason)
 	}
-	t := tee.New(tee.Options{
+	xfers := newTransfers() // what the analysis yields to
+	topts := tee.Options{
 		Analyzers:       analyzers,
 		Limits:          limits,
 		BufferBytes:     cfg.Scan.TeeBufferBytes,
@@ -118,12 +120,17 @@ func wireScanWith(ctx context.Context, s *server, h scanHooks) error {
 		Deferred:        deferred,
 		Committed:       func(_ context.Context, _ string, li *scan.LayerInventory) { waits.finish(li.Digest) },
 		Logger:          s.log,
-	})
-	xfers := newTransfers() // what the prefetcher yields to
-	s.proxy.Teer = activeTeer{t: xfers, inner: s.metrics.CountTee(newKnownTeer(newTrackedTeer(t, waits), func(ctx context.Context, d digest.Digest) bool {
+	}
+	if cfg.Scan.YieldsToTransfers(runtime.GOMAXPROCS(0)) {
+		topts.Yield = xfers.waitIdle
+	}
+	s.wrapRegistry = append(s.wrapRegistry, xfers.middleware)
+	t := tee.New(topts)
+	go t.Reserve() // the tee's buffer, mapped before the first push needs it
+	s.proxy.Teer = s.metrics.CountTee(newKnownTeer(newTrackedTeer(t, waits), func(ctx context.Context, d digest.Digest) bool {
 		ok, err := invs.HasLayer(ctx, d, av)
 		return err == nil && ok
-	}))}
+	}))
 	s.closers = append(s.closers, func(ctx context.Context) error {
 		// The listeners have stopped: an upload session no request is
 		// feeding (a cancelled push, no final PUT) will never finish, so

@@ -4,63 +4,67 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
-
-	"github.com/opencontainers/go-digest"
-
-	"github.com/tollgate-registry/tollgate/scan"
 )
 
-func TestActiveTeerCountsEveryTransferOnce(t *testing.T) {
-	ctx := context.Background()
+// Every registry request counts as a transfer while it is served, and the
+// tee's analysis (waitIdle) waits until none has been in flight for
+// analysisQuiet.
+func TestWaitIdleWaitsForQuietRegistry(t *testing.T) {
 	x := newTransfers()
-	inner := newRecTeer()
-	a := activeTeer{inner: inner, t: x}
-	up := a.Upload(ctx, "r", "s1", 0)
-	pull := a.Pull(ctx, "r", digest.FromString("x"), 3)
-	if x.n != 2 {
-		t.Fatalf("%d transfers, want 2", x.n)
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	srv := httptest.NewServer(x.middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+	})))
+	defer srv.Close()
+	never := make(chan struct{})
+
+	time.Sleep(analysisQuiet) // quiet since the start
+	if d := x.waitIdle(never, time.Hour); d != 0 {
+		t.Fatalf("waited %s on a quiet registry", d)
 	}
+
+	reqDone := make(chan struct{})
+	go func() {
+		defer close(reqDone)
+		resp, err := http.Get(srv.URL + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-entered
+	waited := make(chan time.Duration)
+	go func() { waited <- x.waitIdle(never, time.Hour) }()
 	select {
-	case <-x.idleChan():
-		t.Fatal("idle during transfers")
-	default:
+	case d := <-waited:
+		t.Fatalf("waitIdle returned after %s while a request was in flight", d)
+	case <-time.After(50 * time.Millisecond):
 	}
-	_, _ = up.Write([]byte("abc"))
-	up.Done(true)
-	up.Done(true) // a second Done counts nothing
-	if got := <-inner.sinks["s1"].ended; !got || inner.sinks["s1"].n != 3 {
-		t.Fatalf("inner sink: complete %v, %d bytes", got, inner.sinks["s1"].n)
-	}
-	pull.Done(false)
-	<-x.idleChan() // idle again
-	if x.n != 0 {
-		t.Fatalf("%d transfers after all ended", x.n)
-	}
-	a.UploadDone(ctx, "r", "s1", digest.FromString("abc"))
-	if inner.done["s1"] == "" {
-		t.Fatal("UploadDone not passed on")
+	ended := time.Now()
+	close(release)
+	<-reqDone
+	<-waited
+	if since := time.Since(ended); since < analysisQuiet {
+		t.Fatalf("waitIdle returned %s after the request ended, before the quiet period (%s)", since, analysisQuiet)
 	}
 
-	// A transfer the inner Teer does not tee still counts, with a no-op sink.
-	b := activeTeer{inner: nilTeer{}, t: x}
-	s := b.Upload(ctx, "r", "s2", 0)
-	if n, err := s.Write([]byte("abcd")); n != 4 || err != nil {
-		t.Fatalf("no-op sink wrote %d, %v", n, err)
+	// max bounds the wait, and stop ends it.
+	x.begin()
+	defer x.end()
+	if d := x.waitIdle(never, 10*time.Millisecond); d < 10*time.Millisecond || d > time.Minute {
+		t.Fatalf("waited %s with max 10ms", d)
 	}
-	if x.n != 1 {
-		t.Fatalf("%d transfers, want 1", x.n)
+	stop := make(chan struct{})
+	close(stop)
+	if d := x.waitIdle(stop, time.Hour); d >= time.Hour {
+		t.Fatalf("waited %s after stop", d)
 	}
-	s.Done(true)
-	<-x.idleChan()
 }
-
-type nilTeer struct{}
-
-func (nilTeer) Pull(context.Context, string, digest.Digest, int64) scan.BlobSink { return nil }
-func (nilTeer) Upload(context.Context, string, string, int64) scan.BlobSink      { return nil }
-func (nilTeer) UploadDone(context.Context, string, string, digest.Digest)        {}
 
 func TestYieldingReaderReadsOnceTransfersEnd(t *testing.T) {
 	x := newTransfers()
