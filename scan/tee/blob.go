@@ -26,6 +26,7 @@ func (t *Teer) start(ctx context.Context, repo string, want digest.Digest) *blob
 		return nil
 	}
 	b := &blob{t: t, repo: repo, want: want, key: want, final: make(chan digest.Digest, 1), gone: make(chan struct{})}
+	b.freeSlot = sync.OnceFunc(func() { <-t.slots })
 	b.cond = sync.NewCond(&b.mu)
 	b.idle = time.AfterFunc(t.opts.IdleTimeout, func() {
 		b.mu.Lock()
@@ -43,7 +44,7 @@ func (t *Teer) start(ctx context.Context, repo string, want digest.Digest) *blob
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
-		defer func() { <-t.slots }()
+		defer b.freeSlot()
 		b.run(context.WithoutCancel(ctx))
 	}()
 	return b
@@ -68,6 +69,8 @@ type blob struct {
 	detached bool
 	reason   string        // why it detached; "" for a silent drop (not a layer)
 	gone     chan struct{} // closed at detach
+
+	freeSlot func() // gives the worker slot back (once): at the end, or as soon as the blob is known not to be a layer
 
 	final chan digest.Digest // the committed digest ("" = cancelled)
 	idle  *time.Timer
@@ -231,10 +234,13 @@ func (b *blob) analyse(ctx context.Context) (*scan.LayerInventory, digest.Digest
 	br := bufio.NewReaderSize(hr, 4096)
 	head, _ := br.Peek(262)
 	if !scan.LooksLikeLayer(head) {
-		// A config, signature or other artifact: drop it without a trace.
+		// A config, signature or other artifact: drop it without a trace,
+		// and free the worker at once for the layers uploaded beside it
+		// (run still waits for the upload's end).
 		b.mu.Lock()
 		b.detachLocked("")
 		b.mu.Unlock()
+		b.freeSlot()
 		return nil, ""
 	}
 	yr.layer = true // from here on, transfers go first (Options.Yield)

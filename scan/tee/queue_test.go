@@ -204,3 +204,36 @@ func TestReservedSlabsAreReused(t *testing.T) {
 		t.Fatalf("%.1f allocations per 768 KiB teed, want 0", allocs)
 	}
 }
+
+// A config uploaded beside a layer frees its worker as soon as its head
+// shows it is not a layer, before its upload is committed: with one
+// worker, the layer that follows is still teed, not deferred.
+func TestNonLayerFreesWorkerBeforeCommit(t *testing.T) {
+	st, rec := &memStore{}, &recorder{}
+	tr := New(Options{Analyzers: analyzer.Default(analyzer.Options{}), Store: st, Deferred: rec.fn, Workers: 1})
+	ctx := context.Background()
+	cfg := bytes.Repeat([]byte(`{"architecture":"amd64"}`), 100)
+	cs := tr.Upload(ctx, "r", "cfg", 0)
+	feed(cs, cfg, 4096)
+	cs.Done(true)
+	deadline := time.Now().Add(10 * time.Second)
+	for len(tr.slots) > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	b := layer(t, 1<<16)
+	ls := tr.Upload(ctx, "r", "layer", 0)
+	if ls == nil {
+		t.Fatal("the layer was not teed: the config still held the only worker")
+	}
+	feed(ls, b, 4096)
+	ls.Done(true)
+	tr.UploadDone(ctx, "r", "layer", digest.FromBytes(b))
+	tr.UploadDone(ctx, "r", "cfg", digest.FromBytes(cfg))
+	tr.Wait()
+	if st.get(digest.FromBytes(b)) == nil {
+		t.Fatalf("layer not stored; deferred %v", rec.list())
+	}
+	if len(rec.list()) != 0 {
+		t.Fatalf("deferred %v", rec.list())
+	}
+}
