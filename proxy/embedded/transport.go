@@ -12,21 +12,18 @@ import (
 
 // Transport returns an http.RoundTripper that serves requests addressed to
 // the registry (URL()) by calling distribution's handler in-process, with
-// the bodies streamed through io.Pipe. It saves the proxy a loopback TCP
+// the response bodies streamed through a handoffPipe. It saves the proxy a loopback TCP
 // hop, HTTP framing and two kernel copies per byte (bench/proxy: push
 // through the proxy went from ~0.7 to ~1.0 of direct), while the proxy
 // still speaks plain HTTP semantics to it: one code path for embedded and
 // upstream registries. Requests for other hosts fail.
 func (r *Registry) Transport() http.RoundTripper {
-	t := &handlerTransport{h: r.app, host: r.url.Host}
-	t.bufs.New = func() any { b := make([]byte, 256<<10); return &b }
-	return t
+	return &handlerTransport{h: r.app, host: r.url.Host}
 }
 
 type handlerTransport struct {
 	h    http.Handler
 	host string
-	bufs sync.Pool // ReadFrom's 256 KiB scratch buffers
 }
 
 func (t *handlerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -53,8 +50,8 @@ func (t *handlerTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		sreq.ContentLength = 0
 	}
 
-	pr, pw := io.Pipe()
-	w := &pipeResponse{header: http.Header{}, pw: pw, head: req.Method == http.MethodHead, ready: make(chan struct{}), bufs: &t.bufs}
+	pipe := newHandoffPipe()
+	w := &pipeResponse{header: http.Header{}, pw: pipe, head: req.Method == http.MethodHead, ready: make(chan struct{})}
 	go func() {
 		var perr error
 		defer func() {
@@ -63,7 +60,7 @@ func (t *handlerTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 				w.WriteHeader(http.StatusInternalServerError)
 			}
 			w.WriteHeader(http.StatusOK) // no-op unless the handler wrote nothing
-			_ = pw.CloseWithError(perr)  // nil: EOF
+			pipe.closeWrite(perr)        // nil: EOF
 			if req.Body != nil {
 				_ = req.Body.Close() // RoundTripper contract: always close the body
 			}
@@ -74,7 +71,7 @@ func (t *handlerTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	select {
 	case <-w.ready:
 	case <-req.Context().Done():
-		_ = pr.CloseWithError(req.Context().Err())
+		_ = pipe.Close()
 		return nil, req.Context().Err()
 	}
 	resp := &http.Response{
@@ -84,7 +81,7 @@ func (t *handlerTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		ProtoMajor:    1,
 		ProtoMinor:    1,
 		Header:        w.snap,
-		Body:          pr,
+		Body:          pipe,
 		ContentLength: -1,
 		Request:       req,
 	}
@@ -108,10 +105,9 @@ type pipeResponse struct {
 	snap   http.Header
 	status int
 	head   bool
-	pw     *io.PipeWriter
+	pw     *handoffPipe
 	once   sync.Once
 	ready  chan struct{}
-	bufs   *sync.Pool
 }
 
 func (w *pipeResponse) Header() http.Header { return w.header }
@@ -132,40 +128,25 @@ func (w *pipeResponse) Write(b []byte) (int, error) {
 	if w.head {
 		return len(b), nil
 	}
-	n, err := w.pw.Write(b)
+	n, err := w.pw.write(b)
 	if errors.Is(err, io.ErrClosedPipe) {
 		err = fmt.Errorf("embedded: proxy stopped reading: %w", err)
 	}
 	return n, err
 }
 
-// ReadFrom copies src into the pipe in large writes (http.ServeContent,
-// which serves blobs, uses it), so the proxy gets big reads instead of one
-// pipe handoff per 32 KiB.
+// ReadFrom hands src to the proxy, which reads it directly
+// (http.ServeContent, which serves blobs, uses it): no copy into the pipe.
 func (w *pipeResponse) ReadFrom(src io.Reader) (int64, error) {
 	w.WriteHeader(http.StatusOK)
 	if w.head {
 		return io.Copy(io.Discard, src)
 	}
-	bp := w.bufs.Get().(*[]byte)
-	defer w.bufs.Put(bp)
-	var n int64
-	for {
-		nr, rerr := io.ReadFull(src, *bp)
-		if nr > 0 {
-			nw, werr := w.Write((*bp)[:nr])
-			n += int64(nw)
-			if werr != nil {
-				return n, werr
-			}
-		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
-			return n, nil
-		}
-		if rerr != nil {
-			return n, rerr
-		}
+	n, err := w.pw.readFrom(src)
+	if errors.Is(err, io.ErrClosedPipe) {
+		err = fmt.Errorf("embedded: proxy stopped reading: %w", err)
 	}
+	return n, err
 }
 
 // Flush is a no-op: every Write reaches the reader as it happens.
