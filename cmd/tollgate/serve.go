@@ -35,6 +35,10 @@ type server struct {
 	cfg config.Config
 	log zerolog.Logger
 
+	// transfers counts the registry requests in flight (set by the scan
+	// component): what the analysis yields to.
+	transfers *transfers
+
 	db        *index.DB
 	records   *index.Records
 	referrers *index.Referrers

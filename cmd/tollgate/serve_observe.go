@@ -9,6 +9,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/tollgate-registry/tollgate/index"
+	"github.com/tollgate-registry/tollgate/proxy"
 	"github.com/tollgate-registry/tollgate/proxy/admin"
 	"github.com/tollgate-registry/tollgate/proxy/events"
 	"github.com/tollgate-registry/tollgate/proxy/metrics"
@@ -195,7 +196,7 @@ func wirePolicy(_ context.Context, s *server) error {
 	if s.metrics != nil {
 		pm = s.metrics
 	}
-	s.proxy.Gate = policy.New(policy.Options{
+	var gate proxy.Gate = policy.New(policy.Options{
 		Rules:     policy.RulesFromConfig(s.cfg.Policy),
 		Findings:  policyCounts(s),
 		Coverages: index.NewCoverages(s.db),
@@ -203,6 +204,10 @@ func wirePolicy(_ context.Context, s *server) error {
 		Metrics:   pm,
 		Logger:    s.log,
 	})
+	if s.transfers != nil {
+		gate = idleWhileGated{inner: gate, t: s.transfers}
+	}
+	s.proxy.Gate = gate
 	return nil
 }
 

@@ -125,6 +125,7 @@ func wireScanWith(ctx context.Context, s *server, h scanHooks) error {
 		topts.Yield = xfers.waitIdle
 	}
 	s.wrapRegistry = append(s.wrapRegistry, xfers.middleware)
+	s.transfers = xfers
 	t := tee.New(topts)
 	go t.Reserve() // the tee's buffer, mapped before the first push needs it
 	s.proxy.Teer = s.metrics.CountTee(newKnownTeer(newTrackedTeer(t, waits), func(ctx context.Context, d digest.Digest) bool {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/tollgate-registry/tollgate/proxy"
 	"github.com/tollgate-registry/tollgate/scan"
 )
 
@@ -120,6 +121,20 @@ func (t *transfers) middleware(h http.Handler) http.Handler {
 		defer t.end()
 		h.ServeHTTP(w, r)
 	})
+}
+
+// idleWhileGated is the pull policy's gate with its request not counted as
+// a transfer while it decides: a pull waiting for the scan of its image
+// must not hold that very scan's analysis back (the tee's Yield).
+type idleWhileGated struct {
+	inner proxy.Gate
+	t     *transfers
+}
+
+func (g idleWhileGated) Admit(ctx context.Context, repo string, desc proxy.ManifestInfo) error {
+	g.t.end() // the middleware counted this request
+	defer g.t.begin()
+	return g.inner.Admit(ctx, repo, desc)
 }
 
 // waitIdle blocks until no registry request has been in flight for

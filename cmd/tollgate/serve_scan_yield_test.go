@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/tollgate-registry/tollgate/proxy"
 )
 
 // Every registry request counts as a transfer while it is served, and the
@@ -96,4 +98,39 @@ func TestYieldingReaderReadsOnceTransfersEnd(t *testing.T) {
 		t.Fatalf("waited %s with an ended context", d)
 	}
 	x.end()
+}
+
+// A pull waiting in the policy gate does not count as a transfer: the
+// analysis its scan needs goes on meanwhile.
+func TestGatedPullDoesNotHoldAnalysisBack(t *testing.T) {
+	x := newTransfers()
+	idleInGate := make(chan time.Duration, 1)
+	gate := idleWhileGated{t: x, inner: gateFunc(func(ctx context.Context, repo string, desc proxy.ManifestInfo) error {
+		idleInGate <- x.waitIdle(nil, 5*time.Second) // what the tee's analysis would wait
+		return nil
+	})}
+	srv := httptest.NewServer(x.middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = gate.Admit(r.Context(), "r", proxy.ManifestInfo{})
+	})))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/v2/r/manifests/latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if d := <-idleInGate; d >= 5*time.Second {
+		t.Fatalf("the analysis waited %s for the gated pull itself", d)
+	}
+	x.mu.Lock()
+	n := x.n
+	x.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d transfers counted after the request ended", n)
+	}
+}
+
+type gateFunc func(ctx context.Context, repo string, desc proxy.ManifestInfo) error
+
+func (f gateFunc) Admit(ctx context.Context, repo string, desc proxy.ManifestInfo) error {
+	return f(ctx, repo, desc)
 }
