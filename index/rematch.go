@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	"github.com/opencontainers/go-digest"
 	"github.com/rs/zerolog"
 
@@ -56,7 +57,22 @@ func (r *Rematcher) now() time.Time {
 
 // Image indexes inv's packages, matches inv and replaces the image's
 // findings: what `serve` calls when an image's scan completes.
+//
+// Two scans of one image may run at once (the pull policy's scan before a
+// pull and the one its push queued); Badger's optimistic-concurrency
+// conflicts between them (badger.ErrConflict) are retried, the whole
+// index-match-replace each time (it is idempotent), up to 16 attempts.
 func (r *Rematcher) Image(ctx context.Context, inv *scan.Inventory) (ReplaceResult, error) {
+	for attempt := 1; ; attempt++ {
+		res, err := r.image(ctx, inv)
+		if !errors.Is(err, badger.ErrConflict) || attempt >= 16 || ctx.Err() != nil {
+			return res, err
+		}
+		time.Sleep(time.Duration(attempt) * time.Millisecond)
+	}
+}
+
+func (r *Rematcher) image(ctx context.Context, inv *scan.Inventory) (ReplaceResult, error) {
 	if err := r.Packages.IndexImage(ctx, inv); err != nil {
 		return ReplaceResult{}, err
 	}
