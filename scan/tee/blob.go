@@ -335,6 +335,10 @@ wait:
 			break wait
 		}
 	}
+	// The walk is over (or abandoned): the worker is free for other blobs
+	// while this one waits for its upload's end (an upload whose client
+	// went away may never send it; the idle timer ends the wait).
+	b.freeSlot()
 	if finalCh != nil {
 		final = <-finalCh
 	}

@@ -237,3 +237,44 @@ func TestNonLayerFreesWorkerBeforeCommit(t *testing.T) {
 		t.Fatalf("deferred %v", rec.list())
 	}
 }
+
+// An upload whose client went away mid-layer (its request ended
+// incomplete, no final PUT) frees its worker at once: with one worker, the
+// next layer is still teed, not deferred until the 15-minute idle timeout.
+func TestAbandonedUploadFreesWorker(t *testing.T) {
+	st, rec := &memStore{}, &recorder{}
+	tr := New(Options{Analyzers: analyzer.Default(analyzer.Options{}), Store: st, Deferred: rec.fn, Workers: 1})
+	ctx := context.Background()
+	b := layer(t, 1<<16)
+	cut := tr.Upload(ctx, "r", "cut", 0)
+	feed(cut, b[:len(b)/2], 4096)
+	// Let the analysis start on the layer (past its head) before the cut.
+	tr.mu.Lock()
+	cb := tr.sessions["r\x00cut"]
+	tr.mu.Unlock()
+	for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(time.Millisecond) {
+		cb.mu.Lock()
+		read := cb.buffered < int64(len(b)/2)
+		cb.mu.Unlock()
+		if read {
+			break
+		}
+	}
+	cut.Done(false) // the client disconnected
+	deadline := time.Now().Add(10 * time.Second)
+	for len(tr.slots) > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	s := tr.Upload(ctx, "r", "next", 0)
+	if s == nil {
+		t.Fatal("the next layer was not teed: the abandoned upload still holds the only worker")
+	}
+	feed(s, b, 4096)
+	s.Done(true)
+	tr.UploadDone(ctx, "r", "next", digest.FromBytes(b))
+	tr.CancelIdleUploads()
+	tr.Wait()
+	if st.get(digest.FromBytes(b)) == nil {
+		t.Fatalf("the next layer was not stored; deferred %v", rec.list())
+	}
+}
