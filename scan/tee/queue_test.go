@@ -216,26 +216,7 @@ func TestNonLayerFreesWorkerBeforeCommit(t *testing.T) {
 	cs := tr.Upload(ctx, "r", "cfg", 0)
 	feed(cs, cfg, 4096)
 	cs.Done(true)
-	deadline := time.Now().Add(10 * time.Second)
-	for len(tr.slots) > 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	b := layer(t, 1<<16)
-	ls := tr.Upload(ctx, "r", "layer", 0)
-	if ls == nil {
-		t.Fatal("the layer was not teed: the config still held the only worker")
-	}
-	feed(ls, b, 4096)
-	ls.Done(true)
-	tr.UploadDone(ctx, "r", "layer", digest.FromBytes(b))
-	tr.UploadDone(ctx, "r", "cfg", digest.FromBytes(cfg))
-	tr.Wait()
-	if st.get(digest.FromBytes(b)) == nil {
-		t.Fatalf("layer not stored; deferred %v", rec.list())
-	}
-	if len(rec.list()) != 0 {
-		t.Fatalf("deferred %v", rec.list())
-	}
+	teeNextLayer(t, tr, st, rec, "the config", func() { tr.UploadDone(ctx, "r", "cfg", digest.FromBytes(cfg)) })
 }
 
 // An upload whose client went away mid-layer (its request ended
@@ -261,20 +242,32 @@ func TestAbandonedUploadFreesWorker(t *testing.T) {
 		}
 	}
 	cut.Done(false) // the client disconnected
-	deadline := time.Now().Add(10 * time.Second)
-	for len(tr.slots) > 0 && time.Now().Before(deadline) {
+	teeNextLayer(t, tr, st, rec, "the abandoned upload", func() { tr.CancelIdleUploads() })
+}
+
+// teeNextLayer waits until tr's only worker is free, then uploads a layer
+// and checks it was teed and stored (holder names what could still hold
+// the worker); finish ends the other uploads before tr.Wait.
+func teeNextLayer(t *testing.T, tr *Teer, st *memStore, rec *recorder, holder string, finish func()) {
+	t.Helper()
+	ctx := context.Background()
+	for start := time.Now(); len(tr.slots) > 0 && time.Since(start) < 10*time.Second; {
 		time.Sleep(time.Millisecond)
 	}
+	b := layer(t, 1<<16)
 	s := tr.Upload(ctx, "r", "next", 0)
 	if s == nil {
-		t.Fatal("the next layer was not teed: the abandoned upload still holds the only worker")
+		t.Fatalf("the next layer was not teed: %s still holds the only worker", holder)
 	}
 	feed(s, b, 4096)
 	s.Done(true)
 	tr.UploadDone(ctx, "r", "next", digest.FromBytes(b))
-	tr.CancelIdleUploads()
+	finish()
 	tr.Wait()
 	if st.get(digest.FromBytes(b)) == nil {
 		t.Fatalf("the next layer was not stored; deferred %v", rec.list())
+	}
+	if len(rec.list()) != 0 {
+		t.Fatalf("deferred %v", rec.list())
 	}
 }
