@@ -239,6 +239,38 @@ func (c *adminClient) do(ctx context.Context, method, path string, hdr map[strin
 }
 
 // inspector calls an Inspector operation (POST path, JSON in and out).
+// inspectorPages posts in to path page by page (Inspector's nextToken
+// paging, from the first page) and calls each with the page's list under
+// the JSON field items; each returns false to stop early.
+func (c *adminClient) inspectorPages(ctx context.Context, path string, in map[string]any, items string, each func([]json.RawMessage) (bool, error)) error {
+	delete(in, "nextToken")
+	for {
+		var page map[string]json.RawMessage
+		if err := c.inspector(ctx, path, in, &page); err != nil {
+			return err
+		}
+		var list []json.RawMessage
+		if b := page[items]; len(b) > 0 {
+			if err := json.Unmarshal(b, &list); err != nil {
+				return fmt.Errorf("%s: %s: %w", path, items, err)
+			}
+		}
+		if more, err := each(list); err != nil || !more {
+			return err
+		}
+		var next string
+		if b := page["nextToken"]; len(b) > 0 {
+			if err := json.Unmarshal(b, &next); err != nil {
+				return fmt.Errorf("%s: nextToken: %w", path, err)
+			}
+		}
+		if next == "" {
+			return nil
+		}
+		in["nextToken"] = next
+	}
+}
+
 func (c *adminClient) inspector(ctx context.Context, path string, in, out any) error {
 	b, err := json.Marshal(in)
 	if err != nil {

@@ -159,21 +159,13 @@ func newFindingsCmd(g *globals) *cobra.Command {
 			for start := 0; start == 0 || start < len(childHashes); start += 10 {
 				if len(childHashes) > 0 {
 					crit["ecrImageHash"] = stringFilters("EQUALS", childHashes[start:min(start+10, len(childHashes))]...)
-					delete(in, "nextToken")
 				}
-				for {
-					var page struct {
-						Findings  []json.RawMessage `json:"findings"`
-						NextToken string            `json:"nextToken"`
-					}
-					if err := c.inspector(cmd.Context(), "/findings/list", in, &page); err != nil {
-						return err
-					}
-					raw = append(raw, page.Findings...)
-					if page.NextToken == "" || (limit > 0 && len(raw) >= limit) {
-						break
-					}
-					in["nextToken"] = page.NextToken
+				err := c.inspectorPages(cmd.Context(), "/findings/list", in, "findings", func(items []json.RawMessage) (bool, error) {
+					raw = append(raw, items...)
+					return limit <= 0 || len(raw) < limit, nil
+				})
+				if err != nil {
+					return err
 				}
 				if limit > 0 && len(raw) >= limit {
 					break
@@ -242,31 +234,30 @@ func newFindingsCmd(g *globals) *cobra.Command {
 				crit["findingArn"] = stringFilters("EQUALS", args[0])
 			}
 			in := map[string]any{"filterCriteria": crit, "maxResults": 100}
-			for {
-				var page struct {
-					Findings  []json.RawMessage `json:"findings"`
-					NextToken string            `json:"nextToken"`
-				}
-				if err := c.inspector(cmd.Context(), "/findings/list", in, &page); err != nil {
-					return err
-				}
-				for _, r := range page.Findings {
-					var f cliFinding
+			var found json.RawMessage
+			var f cliFinding
+			err = c.inspectorPages(cmd.Context(), "/findings/list", in, "findings", func(items []json.RawMessage) (bool, error) {
+				for _, r := range items {
+					f = cliFinding{}
 					if err := json.Unmarshal(r, &f); err != nil {
-						return err
+						return false, err
 					}
 					if f.FindingArn == args[0] || strings.HasSuffix(f.FindingArn, "/"+args[0]) {
-						if c.output == "json" {
-							return c.printJSON(r)
-						}
-						return printFinding(c, &f)
+						found = r
+						return false, nil
 					}
 				}
-				if page.NextToken == "" {
-					return fmt.Errorf("no finding %s", args[0])
-				}
-				in["nextToken"] = page.NextToken
+				return true, nil
+			})
+			switch {
+			case err != nil:
+				return err
+			case found == nil:
+				return fmt.Errorf("no finding %s", args[0])
+			case c.output == "json":
+				return c.printJSON(found)
 			}
+			return printFinding(c, &f)
 		},
 	}
 	cmd.AddCommand(list, get)
@@ -339,19 +330,12 @@ func newCoverageCmd(g *globals) *cobra.Command {
 			}
 			in := map[string]any{"filterCriteria": crit(), "maxResults": 200}
 			var raw []json.RawMessage
-			for {
-				var page struct {
-					CoveredResources []json.RawMessage `json:"coveredResources"`
-					NextToken        string            `json:"nextToken"`
-				}
-				if err := c.inspector(cmd.Context(), "/coverage/list", in, &page); err != nil {
-					return err
-				}
-				raw = append(raw, page.CoveredResources...)
-				if page.NextToken == "" {
-					break
-				}
-				in["nextToken"] = page.NextToken
+			err = c.inspectorPages(cmd.Context(), "/coverage/list", in, "coveredResources", func(items []json.RawMessage) (bool, error) {
+				raw = append(raw, items...)
+				return true, nil
+			})
+			if err != nil {
+				return err
 			}
 			if c.output == "json" {
 				if raw == nil {
