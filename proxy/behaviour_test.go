@@ -401,7 +401,7 @@ func TestSha512PassesThroughToUpstream(t *testing.T) {
 		w.WriteHeader(http.StatusCreated)
 	}))
 	defer up.Close()
-	h := newHarness(t, func(p *Proxy) { p.Upstream, p.Transport = mustURL(up.URL), nil })
+	h := newHarness(t, func(p *Proxy) { p.Upstream, p.Transport, p.Local = mustURL(up.URL), nil, nil })
 	resp := h.do("PUT", "/v2/big/manifests/"+d.String(), manifest, map[string]string{"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
 	resp.Body.Close()
 	if resp.StatusCode != 201 {
@@ -452,7 +452,9 @@ func TestUpstreamReferrersFirst(t *testing.T) {
 				}
 			}))
 			defer up.Close()
-			h := newHarness(t, func(p *Proxy) { p.Upstream, p.Transport, p.UpstreamReferrers = mustURL(up.URL), nil, true })
+			h := newHarness(t, func(p *Proxy) {
+				p.Upstream, p.Transport, p.Local, p.UpstreamReferrers = mustURL(up.URL), nil, nil, true
+			})
 			resp := h.do("GET", "/v2/app/referrers/"+subject.String(), nil, nil)
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()

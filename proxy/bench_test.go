@@ -24,7 +24,8 @@ func benchBlob(b *testing.B) ([]byte, digest.Digest) {
 }
 
 // pushBlob uploads blob to base docker-style (POST, PATCH, PUT).
-func pushBlob(b *testing.B, base, repo string, blob []byte, d digest.Digest) {
+func pushBlob(b testing.TB, base, repo string, blob []byte, d digest.Digest) {
+	b.Helper()
 	resp, err := http.Post(base+"/v2/"+repo+"/blobs/uploads/", "", nil)
 	if err != nil || resp.StatusCode != 202 {
 		b.Fatalf("POST: %v %v", resp, err)

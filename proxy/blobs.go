@@ -31,13 +31,17 @@ func (p *Proxy) getBlob(w http.ResponseWriter, r *http.Request, rt route, up ups
 		WriteError(w, r, errorf(http.StatusBadRequest, CodeUnsupported, "bad request: %v", err))
 		return
 	}
+	d, _ := rt.refDigest()
+	if p.Local != nil && !up.mirror {
+		p.serveLocalBlob(w, r, out, up, d)
+		return
+	}
 	resp, redirected, err := p.followRedirects(up, out)
 	if err != nil {
 		p.writeRoundTripError(w, r, err)
 		return
 	}
 	defer resp.Body.Close()
-	d, _ := rt.refDigest()
 	if redirected {
 		if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent {
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))

@@ -73,7 +73,7 @@ func newHarness(t testing.TB, mod func(p *Proxy)) *harness {
 	h.reg = reg
 	t.Cleanup(func() { _ = reg.Close(context.Background()) })
 	h.openDB()
-	h.proxy = &Proxy{Upstream: reg.URL(), Transport: reg.Transport(), Logger: testLogger(t)}
+	h.proxy = &Proxy{Upstream: reg.URL(), Transport: reg.Transport(), Local: reg.Handler(), Logger: testLogger(t)} // as serve wires it
 	h.wire()
 	if mod != nil {
 		mod(h.proxy)

@@ -194,7 +194,7 @@ func TestMirrorAuthenticatesFollowsRedirectsAndTees(t *testing.T) {
 func TestUpstreamPassesAuthThrough(t *testing.T) {
 	a := newAuthUpstream(t)
 	a.seed(t, "team/app", "v1")
-	h := newHarness(t, func(p *Proxy) { p.Upstream, p.Transport = a.url, nil })
+	h := newHarness(t, func(p *Proxy) { p.Upstream, p.Transport, p.Local = a.url, nil, nil })
 
 	resp := h.do("GET", "/v2/", nil, nil)
 	resp.Body.Close()

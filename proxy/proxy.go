@@ -94,6 +94,12 @@ type Proxy struct {
 	// Transport carries requests upstream. Nil means a clone of
 	// http.DefaultTransport with ResponseHeaderTimeout set to Timeout.
 	Transport http.RoundTripper
+	// Local, when set, is the upstream's own handler in this process (the
+	// embedded registry's Handler): blob GET/HEAD requests, built as for
+	// Transport, are served by calling it with the client's ResponseWriter
+	// (teed), without Transport's pipe between the registry and the client.
+	// Everything else still goes through Transport. Ignored in mirror mode.
+	Local http.Handler
 	// Timeout bounds the wait for the upstream's response headers and for
 	// manifest bodies (default 30s); exceeded, the client gets 504.
 	Timeout time.Duration

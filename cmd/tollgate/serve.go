@@ -223,6 +223,7 @@ func wireCore(ctx context.Context, s *server) error {
 		s.closers = append(s.closers, reg.Close)
 		p.Upstream = reg.URL()
 		p.Transport = reg.Transport() // in-process: the embedded registry opens no socket
+		p.Local = reg.Handler()       // blob GETs: straight into the client's writer
 		p.UpstreamName = "embedded registry"
 	}
 	s.proxy = p

@@ -3,7 +3,9 @@
 // filesystem storage. The proxy and the scan fetcher reach it through
 // Transport (distribution's handler called in-process), speaking HTTP to it
 // exactly as to any upstream registry: one code path for embedded and
-// upstream modes. It opens no socket unless Options.Listen asks for one:
+// upstream modes. The one exception is the proxy's blob GETs, which go
+// through Handler so the registry writes straight into the client's
+// connection. It opens no socket unless Options.Listen asks for one:
 // anything listening would be an unauthenticated way around the proxy's
 // records, archive and scanning.
 package embedded

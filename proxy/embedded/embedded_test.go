@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,11 +29,20 @@ func TestStartServeTransportAndRestart(t *testing.T) {
 	if err != nil || len(strings.TrimSpace(string(secret))) < 32 {
 		t.Fatalf("secret: %q %v", secret, err)
 	}
-	// Over the opt-in loopback listener and in-process: same answers.
+	// Over the opt-in loopback listener, in-process through the Transport
+	// and through the Handler: same answers.
+	viaHandler := func(req *http.Request) (*http.Response, error) {
+		rec := httptest.NewRecorder()
+		r.Handler().ServeHTTP(rec, req)
+		if req.Method == http.MethodHead {
+			rec.Body.Reset() // a server drops HEAD bodies; the recorder keeps them
+		}
+		return rec.Result(), nil
+	}
 	for _, c := range []struct {
 		name string
 		do   func(*http.Request) (*http.Response, error)
-	}{{"loopback", http.DefaultClient.Do}, {"in-process", r.Transport().RoundTrip}} {
+	}{{"loopback", http.DefaultClient.Do}, {"in-process", r.Transport().RoundTrip}, {"handler", viaHandler}} {
 		for _, m := range []string{"GET", "HEAD"} {
 			req, _ := http.NewRequest(m, r.URL().String()+"/v2/", nil)
 			resp, err := c.do(req)
@@ -63,6 +73,9 @@ func TestStartServeTransportAndRestart(t *testing.T) {
 	req, _ := http.NewRequest("GET", "http://example.invalid/v2/", nil)
 	if _, err := r.Transport().RoundTrip(req); err == nil {
 		t.Fatal("in-process transport served a foreign host")
+	}
+	if resp, _ := viaHandler(req); resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("handler answered %d for a foreign host, want 502", resp.StatusCode)
 	}
 	if err := r.Close(ctx); err != nil {
 		t.Fatal(err)
