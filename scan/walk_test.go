@@ -118,6 +118,9 @@ func TestWalkCompressionsAndDiffID(t *testing.T) {
 	}{
 		{"plain", scan.CompressionNone, raw},
 		{"gzip", scan.CompressionGzip, gz(t, raw)},
+		// Concatenated gzip members (RFC 1952 §2.2; pigz, appended layers)
+		// are one layer: the split falls inside the dpkg database.
+		{"gzip, two members", scan.CompressionGzip, append(gz(t, raw[:700]), gz(t, raw[700:])...)},
 		{"zstd", scan.CompressionZstd, zst(t, raw)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
