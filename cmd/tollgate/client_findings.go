@@ -8,6 +8,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
+
+	"github.com/tollgate-registry/tollgate/index"
 )
 
 // cliFinding is the part of Inspector's Finding the tables show.
@@ -72,6 +74,10 @@ func (f *cliFinding) image() (repo, dgst string) {
 	return "", ""
 }
 
+// maxFilterValues is Inspector's limit of values per filter field
+// (FilterCriteria: "Array Members: Maximum number of 10 items").
+const maxFilterValues = 10
+
 // stringFilters builds an Inspector StringFilter list (EQUALS) from values.
 func stringFilters(cmp string, values ...string) []map[string]string {
 	var out []map[string]string
@@ -119,31 +125,41 @@ func newFindingsCmd(g *globals) *cobra.Command {
 			add("vulnerabilityId", stringFilters("EQUALS", vuln))
 			add("fixAvailable", stringFilters("EQUALS", strings.ToUpper(fix)))
 			var platforms map[string]string // an index's platform images: digest → os/arch[/variant]
-			var childHashes []string
 			if image != "" {
-				r, id, err := imageID(image)
-				if err != nil && !strings.HasPrefix(image, "sha256:") {
-					return err
-				}
+				var rec *index.ImageRecord
+				var id map[string]string
 				if strings.HasPrefix(image, "sha256:") {
-					add("ecrImageHash", stringFilters("EQUALS", image))
+					// A digest in any repository; an index's is looked up
+					// for its platform images.
+					rec, _ = c.lookupImage(cmd.Context(), "", "", digest.Digest(image))
 				} else {
+					var r string
+					if r, id, err = imageID(image); err != nil {
+						return err
+					}
 					add("ecrImageRepositoryName", stringFilters("EQUALS", r))
+					// Servers without GET /v1/images filter as before.
+					rec, _ = c.lookupImage(cmd.Context(), r, id["imageTag"], digest.Digest(id["imageDigest"]))
+				}
+				switch {
+				case rec != nil && rec.Index && len(platformImages(rec)) > 0:
 					// An image index has no findings of its own: its
 					// platform images (children, which carry no tag) do.
-					// Servers without GET /v1/images filter as before.
-					rec, _ := c.lookupImage(cmd.Context(), r, id["imageTag"], digest.Digest(id["imageDigest"]))
-					if rec != nil && rec.Index && len(platformImages(rec)) > 0 {
-						platforms = map[string]string{}
-						for _, ch := range platformImages(rec) {
-							platforms[ch.Digest.String()] = ch.Platform.String()
-							childHashes = append(childHashes, ch.Digest.String())
-						}
-					} else if d := id["imageDigest"]; d != "" {
-						add("ecrImageHash", stringFilters("EQUALS", d))
-					} else {
-						add("ecrImageTags", stringFilters("EQUALS", id["imageTag"]))
+					platforms = map[string]string{}
+					var hashes []string
+					for _, ch := range platformImages(rec) {
+						platforms[ch.Digest.String()] = ch.Platform.String()
+						hashes = append(hashes, ch.Digest.String())
 					}
+					if len(hashes) <= maxFilterValues {
+						add("ecrImageHash", stringFilters("EQUALS", hashes...))
+					} // else: more values than a filter takes; kept below
+				case id == nil:
+					add("ecrImageHash", stringFilters("EQUALS", image))
+				case id["imageDigest"] != "":
+					add("ecrImageHash", stringFilters("EQUALS", id["imageDigest"]))
+				default:
+					add("ecrImageTags", stringFilters("EQUALS", id["imageTag"]))
 				}
 			}
 			if pkgName != "" {
@@ -154,22 +170,27 @@ func newFindingsCmd(g *globals) *cobra.Command {
 				in["sortCriteria"] = map[string]string{"field": strings.ToUpper(sortField), "sortOrder": strings.ToUpper(sortOrder)}
 			}
 			var raw []json.RawMessage
-			// One listing, or one per ten children of an index (Inspector's
-			// limit of values per filter field).
-			for start := 0; start == 0 || start < len(childHashes); start += 10 {
-				if len(childHashes) > 0 {
-					crit["ecrImageHash"] = stringFilters("EQUALS", childHashes[start:min(start+10, len(childHashes))]...)
+			// One listing, in the server's order. An index with more
+			// platform images than a filter takes values is listed by
+			// repository (or whole), keeping its platform images' findings.
+			filterHashes := platforms != nil && crit["ecrImageHash"] == nil
+			err = c.inspectorPages(cmd.Context(), "/findings/list", in, "findings", func(items []json.RawMessage) (bool, error) {
+				for _, it := range items {
+					if filterHashes {
+						var f cliFinding
+						if json.Unmarshal(it, &f) != nil {
+							continue
+						}
+						if _, d := f.image(); platforms[d] == "" {
+							continue
+						}
+					}
+					raw = append(raw, it)
 				}
-				err := c.inspectorPages(cmd.Context(), "/findings/list", in, "findings", func(items []json.RawMessage) (bool, error) {
-					raw = append(raw, items...)
-					return limit <= 0 || len(raw) < limit, nil
-				})
-				if err != nil {
-					return err
-				}
-				if limit > 0 && len(raw) >= limit {
-					break
-				}
+				return limit <= 0 || len(raw) < limit, nil
+			})
+			if err != nil {
+				return err
 			}
 			if limit > 0 && len(raw) > limit {
 				raw = raw[:limit]

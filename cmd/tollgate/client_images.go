@@ -18,10 +18,14 @@ import (
 // lookupImage finds REPO:TAG or REPO@DIGEST among the server's image
 // records (GET /v1/images?repository=REPO, which lists an index's children
 // with their platforms); nil, nil when the repository has no such image.
+// With repo "" it finds DIGEST in any repository (paging through all).
 func (c *adminClient) lookupImage(ctx context.Context, repo, tag string, d digest.Digest) (*index.ImageRecord, error) {
 	next := ""
 	for {
-		q := url.Values{"repository": {repo}, "maxResults": {"1000"}}
+		q := url.Values{"maxResults": {"1000"}}
+		if repo != "" {
+			q.Set("repository", repo)
+		}
 		if next != "" {
 			q.Set("nextToken", next)
 		}
@@ -35,6 +39,12 @@ func (c *adminClient) lookupImage(ctx context.Context, repo, tag string, d diges
 		}
 		for i := range pg.Images {
 			rec := &pg.Images[i]
+			if repo == "" {
+				if d != "" && rec.Digest == d && slices.ContainsFunc(rec.Repos, func(ri index.RepoImage) bool { return !ri.Deleted }) {
+					return rec, nil
+				}
+				continue
+			}
 			ri := rec.Repo(repo)
 			if ri == nil || ri.Deleted {
 				continue

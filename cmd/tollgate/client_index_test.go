@@ -132,3 +132,100 @@ func TestClientCommandsMultiPlatform(t *testing.T) {
 		t.Fatalf("sbom --help:\n%s", help)
 	}
 }
+
+// An index with more platform images than an Inspector filter takes values
+// (10): `findings list --image` lists exactly its platform images'
+// findings, in the server's order (highest severity first) across all of
+// them, by tag and by the index's bare digest.
+func TestFindingsListIndexBeyondFilterLimit(t *testing.T) {
+	ctx := context.Background()
+	db, err := index.Open(t.TempDir(), index.Options{Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	recs := index.NewRecords(db, index.RecordsOptions{})
+	fs := index.NewFindingStore(db)
+	now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	finding := func(d digest.Digest, id string, sev scan.Severity) {
+		pkg := scan.Package{Name: "pkg", Version: "1.0", Ecosystem: "npm", Kind: scan.KindLang, Path: "app/package-lock.json", PURL: "pkg:npm/pkg@1.0"}
+		f := scan.Finding{ID: id, VulnerabilityID: id, AdvisoryID: id, Title: "t", Severity: sev, FixAvailable: "NO", Package: pkg}
+		if _, err := fs.Replace(ctx, d, []scan.Finding{f}, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var entries []string
+	want := map[string]bool{}
+	for i := range 12 {
+		d := digest.FromString(fmt.Sprint("child", i))
+		if err := recs.Record(ctx, index.Event{Kind: index.EventPush, Repository: "wide", Digest: d, At: now}); err != nil {
+			t.Fatal(err)
+		}
+		// The last two children hold the worst findings: listed ten by ten
+		// they would come last.
+		sev := scan.SeverityLow
+		if i >= 10 {
+			sev = scan.SeverityCritical
+		}
+		id := fmt.Sprintf("CVE-2026-%04d", i)
+		finding(d, id, sev)
+		want[id] = true
+		entries = append(entries, fmt.Sprintf(`{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":%q,"size":10,"platform":{"os":"linux","architecture":"arch%d"}}`, d, i))
+	}
+	idx := digest.FromString("wide-index")
+	manifest := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[` + strings.Join(entries, ",") + `]}`
+	other := digest.FromString("other")
+	for _, ev := range []index.Event{
+		{Kind: index.EventPush, Repository: "wide", Digest: idx, Tag: "v1", Manifest: []byte(manifest), At: now},
+		{Kind: index.EventPush, Repository: "wide", Digest: other, Tag: "other", At: now},
+	} {
+		if err := recs.Record(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	finding(other, "CVE-2026-9999", scan.SeverityCritical) // same repository, not in the index
+
+	api := admin.NewAPI(admin.APIOptions{Findings: fs, Images: recs, Filters: index.NewFilters(db), Logger: zerolog.Nop()})
+	auth, err := admin.NewAuth(admin.AuthOptions{Token: "tok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := admin.New(admin.Options{Logger: zerolog.Nop(), DB: db, Records: recs})
+	srv.Handle("POST /", auth.Wrap(api))
+	srv.Protect(auth)
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+
+	for _, ref := range []string{"wide:v1", "wide@" + idx.String(), idx.String()} {
+		out, err := runClient(t, "findings", "list", "--image", ref, "-o", "json", "--admin-url", hs.URL, "--token", "tok")
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", ref, err, out)
+		}
+		var got struct {
+			Findings []struct {
+				Severity                    string
+				PackageVulnerabilityDetails struct{ VulnerabilityId string }
+			}
+		}
+		if err := json.Unmarshal([]byte(out), &got); err != nil {
+			t.Fatalf("%s: %v\n%s", ref, err, out)
+		}
+		seen := map[string]bool{}
+		var sevs []string
+		for _, f := range got.Findings {
+			seen[f.PackageVulnerabilityDetails.VulnerabilityId] = true
+			sevs = append(sevs, f.Severity)
+		}
+		if len(got.Findings) != len(want) || len(seen) != len(want) {
+			t.Errorf("%s: %d findings %v, want the 12 of the platform images", ref, len(got.Findings), seen)
+		}
+		for id := range want {
+			if !seen[id] {
+				t.Errorf("%s: %s missing", ref, id)
+			}
+		}
+		if len(sevs) > 2 && (sevs[0] != "CRITICAL" || sevs[1] != "CRITICAL") {
+			t.Errorf("%s: severities in order %v, want the two CRITICAL first", ref, sevs)
+		}
+	}
+}
