@@ -23,11 +23,7 @@ import (
 // platform's image (--platform, default the host's).
 func TestClientCommandsMultiPlatform(t *testing.T) {
 	ctx := context.Background()
-	db, err := index.Open(t.TempDir(), index.Options{Logger: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openTestDB(t)
 	amd, arm, idx := digest.FromString("amd64"), digest.FromString("arm64"), digest.FromString("idx")
 	manifest := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
 		{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":%q,"size":10,"platform":{"os":"linux","architecture":"amd64"}},
@@ -59,17 +55,7 @@ func TestClientCommandsMultiPlatform(t *testing.T) {
 	}
 	api := admin.NewAPI(admin.APIOptions{Findings: fs, Images: recs, Filters: index.NewFilters(db),
 		SBOM: admin.SBOMs{Inventories: invs, Findings: fs, ToolVersion: "test"}, Logger: zerolog.Nop()})
-	auth, err := admin.NewAuth(admin.AuthOptions{Token: "tok"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := admin.New(admin.Options{Logger: zerolog.Nop(), DB: db, Records: recs})
-	srv.Handle("POST /", auth.Wrap(api))
-	srv.Handle("GET /v1/sbom", auth.Wrap(api.SBOMHandler()))
-	srv.Protect(auth)
-	hs := httptest.NewServer(srv)
-	defer hs.Close()
-	flags := []string{"--admin-url", hs.URL, "--token", "tok"}
+	flags := []string{"--admin-url", serveAdminAPI(t, db, recs, api).URL, "--token", "tok"}
 
 	out, err := runClient(t, append([]string{"findings", "list", "--image", "multi:v1"}, flags...)...)
 	if err != nil || !strings.Contains(out, "CVE-amd64") || !strings.Contains(out, "CVE-arm64") ||
@@ -139,11 +125,7 @@ func TestClientCommandsMultiPlatform(t *testing.T) {
 // them, by tag and by the index's bare digest.
 func TestFindingsListIndexBeyondFilterLimit(t *testing.T) {
 	ctx := context.Background()
-	db, err := index.Open(t.TempDir(), index.Options{Logger: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openTestDB(t)
 	recs := index.NewRecords(db, index.RecordsOptions{})
 	fs := index.NewFindingStore(db)
 	now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
@@ -186,15 +168,7 @@ func TestFindingsListIndexBeyondFilterLimit(t *testing.T) {
 	finding(other, "CVE-2026-9999", scan.SeverityCritical) // same repository, not in the index
 
 	api := admin.NewAPI(admin.APIOptions{Findings: fs, Images: recs, Filters: index.NewFilters(db), Logger: zerolog.Nop()})
-	auth, err := admin.NewAuth(admin.AuthOptions{Token: "tok"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := admin.New(admin.Options{Logger: zerolog.Nop(), DB: db, Records: recs})
-	srv.Handle("POST /", auth.Wrap(api))
-	srv.Protect(auth)
-	hs := httptest.NewServer(srv)
-	defer hs.Close()
+	hs := serveAdminAPI(t, db, recs, api)
 
 	for _, ref := range []string{"wide:v1", "wide@" + idx.String(), idx.String()} {
 		out, err := runClient(t, "findings", "list", "--image", ref, "-o", "json", "--admin-url", hs.URL, "--token", "tok")
@@ -228,4 +202,21 @@ func TestFindingsListIndexBeyondFilterLimit(t *testing.T) {
 			t.Errorf("%s: severities in order %v, want the two CRITICAL first", ref, sevs)
 		}
 	}
+}
+
+// serveAdminAPI serves api (Inspector/ECR actions and /v1/sbom) and the
+// admin server's own routes for db and recs, with bearer token "tok".
+func serveAdminAPI(t *testing.T, db *index.DB, recs *index.Records, api *admin.API) *httptest.Server {
+	t.Helper()
+	auth, err := admin.NewAuth(admin.AuthOptions{Token: "tok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := admin.New(admin.Options{Logger: zerolog.Nop(), DB: db, Records: recs})
+	srv.Handle("POST /", auth.Wrap(api))
+	srv.Handle("GET /v1/sbom", auth.Wrap(api.SBOMHandler()))
+	srv.Protect(auth)
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	return hs
 }

@@ -87,13 +87,20 @@ func runClient(t *testing.T, args ...string) (string, error) {
 	return out.String(), err
 }
 
-func TestClientCommands(t *testing.T) {
-	ctx := context.Background()
+// openTestDB opens a Badger index in a temp dir, closed at cleanup.
+func openTestDB(t *testing.T) *index.DB {
+	t.Helper()
 	db, err := index.Open(t.TempDir(), index.Options{Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+func TestClientCommands(t *testing.T) {
+	ctx := context.Background()
+	db := openTestDB(t)
 	a, b := digest.FromString("a"), digest.FromString("b")
 	now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	imgs := &cliImages{recs: map[digest.Digest]*index.ImageRecord{
