@@ -77,7 +77,14 @@ func (lw *localBlobWriter) WriteHeader(code int) {
 
 func (lw *localBlobWriter) Write(b []byte) (int, error) {
 	lw.WriteHeader(http.StatusOK)
-	if lw.failed || lw.r.Method == http.MethodHead {
+	if lw.failed {
+		return len(b), nil
+	}
+	if lw.r.Method == http.MethodHead {
+		// net/http drops a HEAD body but sizes Content-Length from it when
+		// the handler set none (an error's JSON), as the registry's own
+		// listener answers.
+		_, _ = lw.w.Write(b)
 		return len(b), nil
 	}
 	if lw.werr != nil {

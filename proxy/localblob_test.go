@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -78,6 +79,11 @@ func TestLocalBlobServingMatchesTransport(t *testing.T) {
 	}
 	if g := viaLocal["get"]; len(g.teed) != 1 || !bytes.Equal(g.teed[0], blob) || len(g.ends) != 1 || !g.ends[0] {
 		t.Errorf("local GET: tee got %d copies, ends %v; want the whole blob once, complete", len(g.teed), g.ends)
+	}
+	// A HEAD error answer is sized like its GET, as the registry's own
+	// listener (net/http) sizes it.
+	if got, want := viaLocal["missing-head"].header["Content-Length"], strconv.Itoa(len(viaLocal["missing"].body)); got != want {
+		t.Errorf("HEAD of an unknown blob: Content-Length %q, want %s (the GET's error body)", got, want)
 	}
 	if r := viaLocal["range"]; r.status != http.StatusPartialContent || !bytes.Equal(r.body, blob[100:4196]) {
 		t.Errorf("local range GET: status %d, %d bytes", r.status, len(r.body))

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -68,6 +69,17 @@ func TestStartServeTransportAndRestart(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != 404 || !strings.Contains(string(b), "MANIFEST_UNKNOWN") {
 			t.Fatalf("%s: %d %s", c.name, resp.StatusCode, b)
+		}
+		// HEAD: the same status, and the error's size as Content-Length.
+		req, _ = http.NewRequest("HEAD", r.URL().String()+"/v2/nope/manifests/latest", nil)
+		hresp, err := c.do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hresp.Body.Close()
+		sized := c.name != "handler" // a ResponseRecorder is no server: proxy's TestLocalBlobServingMatchesTransport checks the handler through one
+		if hresp.StatusCode != 404 || (sized && hresp.Header.Get("Content-Length") != strconv.Itoa(len(b))) {
+			t.Fatalf("%s HEAD: %d, Content-Length %q, want 404 and %d", c.name, hresp.StatusCode, hresp.Header.Get("Content-Length"), len(b))
 		}
 	}
 	req, _ := http.NewRequest("GET", "http://example.invalid/v2/", nil)

@@ -87,7 +87,8 @@ func (t *handlerTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 				w.WriteHeader(http.StatusInternalServerError)
 			}
 			w.WriteHeader(http.StatusOK) // no-op unless the handler wrote nothing
-			_ = pw.CloseWithError(perr)  // nil: EOF
+			w.release()
+			_ = pw.CloseWithError(perr) // nil: EOF
 			if req.Body != nil {
 				_ = req.Body.Close() // RoundTripper contract: always close the body
 			}
@@ -126,12 +127,15 @@ func (t *handlerTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 
 // pipeResponse is the handler's http.ResponseWriter: the status and a
 // snapshot of the headers are released at the first WriteHeader/Write; the
-// body goes into the pipe the proxy reads.
+// body goes into the pipe the proxy reads. A HEAD answer is released when
+// the handler returns, with the Content-Length of the body it would have
+// written when it set none, as net/http's server does (an error's JSON).
 type pipeResponse struct {
 	header http.Header
 	snap   http.Header
 	status int
 	head   bool
+	headN  int // HEAD: body bytes the handler wrote (and were dropped)
 	pw     *io.PipeWriter
 	once   sync.Once
 	ready  chan struct{}
@@ -144,6 +148,12 @@ func (w *pipeResponse) WriteHeader(code int) {
 	if code >= 100 && code < 200 {
 		return // informational: not the answer
 	}
+	if w.head {
+		if w.status == 0 {
+			w.status = code // released by release
+		}
+		return
+	}
 	w.once.Do(func() {
 		w.status = code
 		w.snap = w.header.Clone()
@@ -151,9 +161,24 @@ func (w *pipeResponse) WriteHeader(code int) {
 	})
 }
 
+// release hands a HEAD answer to RoundTrip once the handler has returned.
+func (w *pipeResponse) release() {
+	if !w.head {
+		return
+	}
+	w.once.Do(func() {
+		w.snap = w.header.Clone()
+		if w.snap.Get("Content-Length") == "" && w.headN > 0 && w.status != http.StatusNoContent && w.status != http.StatusNotModified {
+			w.snap.Set("Content-Length", strconv.Itoa(w.headN))
+		}
+		close(w.ready)
+	})
+}
+
 func (w *pipeResponse) Write(b []byte) (int, error) {
 	w.WriteHeader(http.StatusOK)
 	if w.head {
+		w.headN += len(b)
 		return len(b), nil
 	}
 	n, err := w.pw.Write(b)
