@@ -113,3 +113,30 @@ func BenchmarkObservePull(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkObservePush is the lifecycle's share of a manifest PUT of a new
+// image (the proxy calls Observe before answering): coverage and the scan
+// job written.
+func BenchmarkObservePush(b *testing.B) {
+	ctx := context.Background()
+	db, err := index.Open(b.TempDir(), index.Options{Logger: zerolog.Nop()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	recs := newFakeRecords()
+	svc := New(Options{DB: db, Logger: zerolog.Nop(), Clock: &fakeClock{t: t0}, Records: recs, Scanner: newFakeScanner()})
+	evs := make([]index.Event, b.N)
+	for i := range evs {
+		evs[i] = index.Event{Kind: index.EventPush, Repository: "bench/app", Digest: digest.FromString(fmt.Sprint("pushed", i)), At: t0}
+		if err := recs.Record(ctx, evs[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := svc.Observe(ctx, evs[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
