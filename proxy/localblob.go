@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 
 	"github.com/opencontainers/go-digest"
@@ -20,9 +21,9 @@ func (p *Proxy) serveLocalBlob(w http.ResponseWriter, r *http.Request, out *http
 	lw := &localBlobWriter{p: p, w: w, r: r, up: up, d: d, header: http.Header{}}
 	defer func() {
 		if v := recover(); v != nil {
-			if v == http.ErrAbortHandler || lw.status != 0 { //nolint:errorlint // sentinel panic value, as net/http compares it
+			if v == http.ErrAbortHandler || lw.status != 0 { // a sentinel panic value, compared as net/http does
 				lw.done(false)
-				panic(http.ErrAbortHandler) // mid-body: the client must see a broken transfer
+				panic(http.ErrAbortHandler) // the answer has started: the client must see a broken transfer
 			}
 			lw.status = http.StatusInternalServerError
 			p.Logger.Error().Str("repo", up.repo).Str("digest", d.String()).Str("panic", fmt.Sprint(v)).Msg("embedded registry handler panicked")
@@ -96,7 +97,7 @@ func (lw *localBlobWriter) Write(b []byte) (int, error) {
 	n, err := lw.w.Write(b)
 	lw.n += int64(n)
 	if err == nil && n != len(b) {
-		err = fmt.Errorf("proxy: short write to the client")
+		err = io.ErrShortWrite
 	}
 	lw.werr = err
 	return n, err
