@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -210,6 +211,10 @@ func (c *adminClient) do(ctx context.Context, method, path string, hdr map[strin
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			// The usual cause: serve runs with another --admin-listen.
+			return nil, fmt.Errorf("%w\n(no admin API at %s: is `tollgate serve` running, and on which --admin-listen? Point the CLI at it with --admin-url or TOLLGATE_ADMIN_URL; serve logs the URL at startup)", err, c.base)
+		}
 		return nil, err
 	}
 	defer resp.Body.Close()

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -74,6 +76,16 @@ func (f *cliFinding) image() (repo, dgst string) {
 	return "", ""
 }
 
+// oneOf returns a usage error unless v is one of the values flag takes:
+// the server would answer a misspelt enum with an empty list, which a CI
+// gate reads as "no findings".
+func oneOf(flag, v string, values ...string) error {
+	if slices.Contains(values, v) {
+		return nil
+	}
+	return fmt.Errorf("%s %q: want one of %s", flag, v, strings.Join(values, ", "))
+}
+
 // maxFilterValues is Inspector's limit of values per filter field
 // (FilterCriteria: "Array Members: Maximum number of 10 items").
 const maxFilterValues = 10
@@ -116,6 +128,22 @@ func newFindingsCmd(g *globals) *cobra.Command {
 			}
 			for i := range severities {
 				severities[i] = strings.ToUpper(severities[i])
+				if err := oneOf("--severity", severities[i], "CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNTRIAGED"); err != nil {
+					return err
+				}
+			}
+			if !strings.EqualFold(status, "all") {
+				if err := oneOf("--status", strings.ToUpper(status), "ACTIVE", "SUPPRESSED", "CLOSED"); err != nil {
+					return err
+				}
+			}
+			if fix != "" {
+				if err := oneOf("--fix-available", strings.ToUpper(fix), "YES", "NO", "PARTIAL"); err != nil {
+					return err
+				}
+			}
+			if err := oneOf("--order", strings.ToUpper(sortOrder), "ASC", "DESC"); err != nil {
+				return err
 			}
 			add("severity", stringFilters("EQUALS", severities...))
 			add("ecrImageRepositoryName", stringFilters("EQUALS", repo))
@@ -139,7 +167,14 @@ func newFindingsCmd(g *globals) *cobra.Command {
 					}
 					add("ecrImageRepositoryName", stringFilters("EQUALS", r))
 					// Servers without GET /v1/images filter as before.
-					rec, _ = c.lookupImage(cmd.Context(), r, id["imageTag"], digest.Digest(id["imageDigest"]))
+					var lerr error
+					rec, lerr = c.lookupImage(cmd.Context(), r, id["imageTag"], digest.Digest(id["imageDigest"]))
+					if lerr == nil && rec == nil && id["imageTag"] != "" {
+						// A misspelt tag would list nothing and exit 0. (A
+						// digest still filters: a deleted image's findings
+						// stay listed, CLOSED, for a while.)
+						return fmt.Errorf("image %s not found", image)
+					}
 				}
 				switch {
 				case rec != nil && rec.Index && len(platformImages(rec)) > 0:
@@ -166,8 +201,11 @@ func newFindingsCmd(g *globals) *cobra.Command {
 				crit["vulnerablePackages"] = []map[string]any{{"name": map[string]string{"comparison": "EQUALS", "value": pkgName}}}
 			}
 			in := map[string]any{"filterCriteria": crit, "maxResults": 100}
-			if sortField != "" {
-				in["sortCriteria"] = map[string]string{"field": strings.ToUpper(sortField), "sortOrder": strings.ToUpper(sortOrder)}
+			if sortField != "" || cmd.Flags().Changed("order") {
+				// --order alone orders the default listing (highest severity
+				// first) the other way.
+				field := cmp.Or(strings.ToUpper(sortField), "SEVERITY")
+				in["sortCriteria"] = map[string]string{"field": field, "sortOrder": strings.ToUpper(sortOrder)}
 			}
 			var raw []json.RawMessage
 			// One listing, in the server's order. An index with more
@@ -236,7 +274,7 @@ func newFindingsCmd(g *globals) *cobra.Command {
 	fl.StringVar(&pkgName, "package", "", "vulnerable package name")
 	fl.StringVar(&fix, "fix-available", "", "YES, NO or PARTIAL")
 	fl.StringVar(&sortField, "sort", "", "Inspector SortField (SEVERITY, INSPECTOR_SCORE, FIRST_OBSERVED_AT, …)")
-	fl.StringVar(&sortOrder, "order", "DESC", "ASC or DESC")
+	fl.StringVar(&sortOrder, "order", "DESC", "ASC or DESC (of --sort, default SEVERITY)")
 	fl.IntVar(&limit, "limit", 0, "stop after this many findings (0: all)")
 
 	get := &cobra.Command{
@@ -324,21 +362,27 @@ func newCoverageCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "coverage", Short: "Scan coverage of repositories and images (Inspector ListCoverage)"}
 	addClientFlags(cmd, cf)
 	var repo, status, rtype, groupBy string
-	crit := func() map[string]any {
+	crit := func() (map[string]any, error) {
 		c := map[string]any{}
 		if repo != "" {
 			c["ecrRepositoryName"] = stringFilters("EQUALS", repo)
 		}
 		if status != "" {
+			if err := oneOf("--status", strings.ToUpper(status), "ACTIVE", "INACTIVE"); err != nil {
+				return nil, err
+			}
 			c["scanStatusCode"] = stringFilters("EQUALS", strings.ToUpper(status))
 		}
 		switch strings.ToLower(rtype) {
+		case "":
 		case "image":
 			c["resourceType"] = stringFilters("EQUALS", "AWS_ECR_CONTAINER_IMAGE")
 		case "repository":
 			c["resourceType"] = stringFilters("EQUALS", "AWS_ECR_REPOSITORY")
+		default:
+			return nil, fmt.Errorf("--type %q: want image or repository", rtype)
 		}
-		return c
+		return c, nil
 	}
 	list := &cobra.Command{
 		Use:   "list",
@@ -349,7 +393,11 @@ func newCoverageCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			in := map[string]any{"filterCriteria": crit(), "maxResults": 200}
+			fc, err := crit()
+			if err != nil {
+				return err
+			}
+			in := map[string]any{"filterCriteria": fc, "maxResults": 200}
 			var raw []json.RawMessage
 			err = c.inspectorPages(cmd.Context(), "/coverage/list", in, "coveredResources", func(items []json.RawMessage) (bool, error) {
 				raw = append(raw, items...)
@@ -415,7 +463,11 @@ func newCoverageCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			in := map[string]any{"filterCriteria": crit()}
+			fc, err := crit()
+			if err != nil {
+				return err
+			}
+			in := map[string]any{"filterCriteria": fc}
 			if groupBy != "" {
 				in["groupBy"] = strings.ToUpper(groupBy)
 			}

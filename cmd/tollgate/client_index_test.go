@@ -220,3 +220,74 @@ func serveAdminAPI(t *testing.T, db *index.DB, recs *index.Records, api *admin.A
 	t.Cleanup(hs.Close)
 	return hs
 }
+
+// A misspelt filter value or an unknown tag is an error, not an empty
+// listing that a CI gate reads as "no findings"; --order alone reverses the
+// default order (highest severity first).
+func TestClientFilterValuesChecked(t *testing.T) {
+	ctx := context.Background()
+	db := openTestDB(t)
+	recs := index.NewRecords(db, index.RecordsOptions{})
+	fs := index.NewFindingStore(db)
+	now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	d := digest.FromString("app")
+	if err := recs.Record(ctx, index.Event{Kind: index.EventPush, Repository: "app", Digest: d, Tag: "v1", At: now}); err != nil {
+		t.Fatal(err)
+	}
+	var fl []scan.Finding
+	for id, sev := range map[string]scan.Severity{"CVE-LOW": scan.SeverityLow, "CVE-CRIT": scan.SeverityCritical} {
+		pkg := scan.Package{Name: "p" + id, Version: "1.0", Ecosystem: "npm", Kind: scan.KindLang, Path: "app/package-lock.json", PURL: "pkg:npm/p@1.0"}
+		fl = append(fl, scan.Finding{ID: id, VulnerabilityID: id, AdvisoryID: id, Title: "t", Severity: sev, FixAvailable: "NO", Package: pkg})
+	}
+	if _, err := fs.Replace(ctx, d, fl, now); err != nil {
+		t.Fatal(err)
+	}
+	api := admin.NewAPI(admin.APIOptions{Findings: fs, Images: recs, Filters: index.NewFilters(db), Logger: zerolog.Nop()})
+	flags := []string{"--admin-url", serveAdminAPI(t, db, recs, api).URL, "--token", "tok"}
+
+	for _, c := range []struct {
+		args []string
+		want string // in the error
+	}{
+		{[]string{"findings", "list", "--severity", "critcal"}, `--severity "CRITCAL": want one of CRITICAL, HIGH`},
+		{[]string{"findings", "list", "--status", "open"}, `--status "OPEN"`},
+		{[]string{"findings", "list", "--fix-available", "maybe"}, `--fix-available "MAYBE"`},
+		{[]string{"findings", "list", "--order", "sideways"}, `--order "SIDEWAYS"`},
+		{[]string{"findings", "list", "--image", "app:v2"}, "image app:v2 not found"},
+		{[]string{"coverage", "list", "--type", "pod"}, `--type "pod"`},
+		{[]string{"coverage", "list", "--status", "done"}, `--status "DONE"`},
+	} {
+		if out, err := runClient(t, append(c.args, flags...)...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: err %v (want %q)\n%s", c.args, err, c.want, out)
+		}
+	}
+	first := func(args ...string) string {
+		t.Helper()
+		out, err := runClient(t, append(append([]string{"findings", "list", "-o", "json"}, args...), flags...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got struct{ Findings []struct{ Severity string } }
+		if err := json.Unmarshal([]byte(out), &got); err != nil || len(got.Findings) != 2 {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		return got.Findings[0].Severity
+	}
+	if s := first("--image", "app:v1"); s != "CRITICAL" {
+		t.Errorf("default order: first %s, want CRITICAL", s)
+	}
+	if s := first("--order", "asc"); s != "LOW" {
+		t.Errorf("--order asc: first %s, want LOW", s)
+	}
+}
+
+// A CLI pointed at the wrong admin port says where to look.
+func TestClientConnectionRefusedHint(t *testing.T) {
+	ln := httptest.NewServer(nil)
+	u := ln.URL
+	ln.Close() // nothing listens there now
+	_, err := runClient(t, "coverage", "list", "--admin-url", u, "--token", "tok")
+	if err == nil || !strings.Contains(err.Error(), "--admin-url or TOLLGATE_ADMIN_URL") {
+		t.Fatalf("err %v", err)
+	}
+}

@@ -80,11 +80,18 @@ func (s *cliScans) RequestScan(ctx context.Context, repo string, d digest.Digest
 // runCLI runs the tollgate command line with args and returns stdout.
 func runClient(t *testing.T, args ...string) (string, error) {
 	t.Helper()
+	out, _, err := runClientStderr(t, args...)
+	return out, err
+}
+
+// runClientStderr is runClient that also returns what went to stderr.
+func runClientStderr(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
 	var out, errb bytes.Buffer
 	root := newRootCmd(&out, &errb)
 	root.SetArgs(args)
-	err := root.ExecuteContext(context.Background())
-	return out.String(), err
+	err = root.ExecuteContext(context.Background())
+	return out.String(), errb.String(), err
 }
 
 // openTestDB opens a Badger index in a temp dir, closed at cleanup.
