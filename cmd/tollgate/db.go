@@ -67,7 +67,7 @@ func newDBCmd(g *globals) *cobra.Command {
 		}
 		db, err := index.Open(filepath.Join(c.DataDir, "index"), index.Options{Logger: log})
 		if err != nil {
-			return dbCommandIndex{}, nil, nil, err
+			return dbCommandIndex{}, nil, nil, lockedHint(err)
 		}
 		u, rm := advisoryUpdater(c, db, log)
 		ann := newRematchAnnouncer(c, db)
@@ -155,7 +155,7 @@ import: a source found in more than one of them holds all their advisories.`,
 			}
 			db, u, _, err := open(cmd)
 			if err != nil {
-				return lockedHint(err)
+				return err
 			}
 			defer db.Close()
 			var all []index.UpdateResult

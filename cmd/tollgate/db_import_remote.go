@@ -48,14 +48,38 @@ func dbImportRemote(ctx context.Context, g *globals, cf clientFlags, paths []str
 	if err := json.Unmarshal(b, &out); err != nil {
 		return fmt.Errorf("db import via %s: answer: %w", c.base, err)
 	}
-	return results(out.Results)
+	if err := results(out.Results); err != nil {
+		return err
+	}
+	// What the local import says on stderr: files that were not advisories
+	// (each source of one path carries its path's count), and where the
+	// re-matching happens.
+	skipped := map[string]int{}
+	var origins []string
+	for _, r := range out.Results {
+		if _, ok := skipped[r.Origin]; !ok {
+			origins = append(origins, r.Origin)
+		}
+		skipped[r.Origin] = max(skipped[r.Origin], r.Skipped)
+	}
+	for _, o := range origins {
+		if skipped[o] > 0 {
+			fmt.Fprintf(g.stderr, "%s: %d files skipped (not OSV or secdb)\n", o, skipped[o])
+		}
+	}
+	if len(out.Results) == 0 {
+		fmt.Fprintln(g.stderr, "no advisories found under", strings.Join(abs, ", "))
+	} else {
+		fmt.Fprintln(g.stderr, "the server re-matches the affected images in the background (their coverage lastScannedAt moves as each finishes)")
+	}
+	return nil
 }
 
 // lockedHint explains a directory-lock failure of the local index: a
 // running `tollgate serve` holds it.
 func lockedHint(err error) error {
 	if err != nil && strings.Contains(err.Error(), "Cannot acquire directory lock") {
-		return fmt.Errorf("%w\n(a running `tollgate serve` holds the index: use `tollgate db import --admin-url http://ADMIN-ADDR PATH...`, or stop it)", err)
+		return fmt.Errorf("%w\n(a running `tollgate serve` holds the index: stop it, or go through its admin API: `tollgate db import --admin-url http://ADMIN-ADDR PATH...` imports (and the server re-matches), `tollgate db status --admin-url ...` reports; the server downloads advisories itself every db.refreshInterval)", err)
 	}
 	return err
 }

@@ -179,6 +179,15 @@ func TestServeScanTeeDetached(t *testing.T) {
 	if err != nil || !strings.Contains(out, `"source": "Alpine"`) {
 		t.Fatalf("db import --admin-url: %v\n%s", err, out)
 	}
+	// Through the server, as locally: files that are not advisories are
+	// counted on stderr.
+	if err := os.WriteFile(filepath.Join(dir, "NOTES.txt"), []byte("not an advisory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, err := runClientStderr(t, "db", "import", "--admin-url", e.adm.URL, "--token", "t0ken", dir)
+	if err != nil || !strings.Contains(out, "Alpine") || !strings.Contains(stderr, dir+": 1 files skipped (not OSV or secdb)") {
+		t.Fatalf("db import --admin-url DIR: %v\n%s\nstderr: %s", err, out, stderr)
+	}
 	img, layer := apkImage(t, "musl 1.2.4-r1")
 	d := e.push(t, "detached/alpine:1", img)
 	e.scanned(t, d, time.Time{})
