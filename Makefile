@@ -4,6 +4,7 @@
 GO        ?= go
 BIN       ?= bin/tollgate
 PKGS      ?= ./...
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 export TOLLGATE_SHARED ?= $(abspath ../shared)
 
 .PHONY: all build test test-race lint bench conformance e2e fuzz clean
@@ -11,7 +12,7 @@ export TOLLGATE_SHARED ?= $(abspath ../shared)
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/tollgate
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/tollgate
 
 # Every test, race detector on (the tee, queue and proxy are concurrent).
 test:

@@ -319,7 +319,7 @@ func (s *server) newImageFetcher() (imageFetcher, error) {
 	if tr == nil {
 		tr = http.DefaultTransport
 	}
-	opts := []remote.Option{remote.WithTransport(tr), remote.WithUserAgent("tollgate/" + version)}
+	opts := []remote.Option{remote.WithTransport(tr), remote.WithUserAgent("tollgate/" + buildVersion())}
 	anon, err := remote.NewPuller(append(opts, remote.WithAuth(authn.Anonymous))...)
 	if err != nil {
 		return nil, fmt.Errorf("serve: registry fetcher: %w", err)
