@@ -11,6 +11,7 @@ import (
 
 	"github.com/tollgate-registry/tollgate/index"
 	"github.com/tollgate-registry/tollgate/scan"
+	"github.com/tollgate-registry/tollgate/scan/lifecycle"
 )
 
 // Inspector's Finding as restJson1 serializes it
@@ -254,6 +255,7 @@ func (a *API) eachView(ctx context.Context, fn func(v *findingView) error) error
 		return err
 	}
 	cache := a.newFactCache()
+	now := a.o.Now()
 	return a.o.Findings.Each(ctx, func(f scan.Finding) error {
 		facts, err := cache.get(ctx, f.Image)
 		if err != nil {
@@ -271,6 +273,16 @@ func (a *API) eachView(ctx context.Context, fn func(v *findingView) error) error
 				platform: facts.platform, inUse: facts.inUse, lastUse: facts.lastUse,
 				account: a.o.AccountID, region: a.o.Region}
 			v.arn = findingARN(a.o.Region, a.o.AccountID, ri.Repository, f.ID)
+			if ri.Status == index.ImageArchived && v.status != scan.FindingClosed {
+				// Archived here but live in another repository (the store
+				// closes a digest's findings only once no repository holds
+				// it live): closed in this one, and gone FindingsRetention
+				// after the archive, as for an image archived everywhere.
+				if ri.ArchivedAt != nil && now.Sub(*ri.ArchivedAt) > lifecycle.FindingsRetention {
+					continue
+				}
+				v.status = scan.FindingClosed
+			}
 			if v.status == scan.FindingActive || v.status == "" {
 				v.status = scan.FindingActive
 				for _, s := range sup {

@@ -22,6 +22,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/inspector2/types"
 	"github.com/aws/smithy-go"
 	"github.com/rs/zerolog"
+
+	"github.com/tollgate-registry/tollgate/index"
+	"github.com/tollgate-registry/tollgate/scan/lifecycle"
 )
 
 const (
@@ -555,4 +558,45 @@ func sortedKeys(m map[string]bool) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// An image archived in one repository but live in another: its findings
+// are CLOSED in the archived repository (as ECR closes an archived image's
+// findings) and ACTIVE in the live one; FindingsRetention after the
+// archive they are gone from the archived repository.
+func TestSDKFindingsOfAnImageArchivedInOneRepository(t *testing.T) {
+	s := newFakeStore()
+	seed(s)
+	ctx := context.Background()
+	byRepo := func(api *API) map[string]map[string]int {
+		srv := newTestServer(t, api)
+		c := inspectorClient(srv.URL, testKeyID, testSecret)
+		out, err := c.ListFindings(ctx, &inspector2.ListFindingsInput{FilterCriteria: &types.FilterCriteria{
+			EcrImageHash: []types.StringFilter{{Comparison: types.StringComparisonEquals, Value: aws.String(dgst(1).String())}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]map[string]int{}
+		for _, f := range out.Findings {
+			r := *f.Resources[0].Details.AwsEcrContainerImage.RepositoryName
+			if m[r] == nil {
+				m[r] = map[string]int{}
+			}
+			m[r][string(f.Status)]++
+		}
+		return m
+	}
+	archived := t0.Add(99 * time.Hour) // testAPI's clock: t0 + 100h
+	ri := s.images[dgst(1)].Repo("app")
+	ri.Status, ri.ArchivedAt = index.ImageArchived, &archived
+	got := byRepo(testAPI(t, s))
+	if got["app"]["CLOSED"] != 3 || got["app"]["ACTIVE"] != 0 || got["mirror/app"]["ACTIVE"] != 3 {
+		t.Fatalf("archived in app, live in mirror/app: %v", got)
+	}
+	old := t0.Add(100*time.Hour - lifecycle.FindingsRetention - time.Minute)
+	ri.ArchivedAt = &old
+	got = byRepo(testAPI(t, s))
+	if len(got["app"]) != 0 || got["mirror/app"]["ACTIVE"] != 3 {
+		t.Fatalf("archived in app more than FindingsRetention ago: %v", got)
+	}
 }
