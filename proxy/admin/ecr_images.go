@@ -125,6 +125,58 @@ func (a *API) coverageOf(ctx context.Context, d digest.Digest) (*index.Coverage,
 	return c, err
 }
 
+// indexCoverage is the coverage DescribeImages shows for an image index,
+// which is never scanned itself (Inspector scans its platform images): nil
+// (pending) until every platform image has coverage; then the coverage of
+// the first one still pending, in progress or failed, or else of the first
+// platform image with ImageScanCompletedAt the last one's. children are
+// the platform images' digests (attestation manifests left out).
+func (a *API) indexCoverage(ctx context.Context, children []digest.Digest) (*index.Coverage, error) {
+	var first, notDone *index.Coverage
+	var last *time.Time
+	for _, d := range children {
+		c, err := a.coverageOf(ctx, d)
+		if err != nil || c == nil {
+			return nil, err
+		}
+		if first == nil {
+			first = c
+		}
+		switch st := ecrScanStatus(c, nil).Status; st {
+		case ecrtypes.ScanStatusComplete, ecrtypes.ScanStatusActive:
+		default:
+			if notDone == nil {
+				notDone = c
+			}
+		}
+		if c.LastScannedAt != nil && (last == nil || c.LastScannedAt.After(*last)) {
+			last = c.LastScannedAt
+		}
+	}
+	if notDone != nil {
+		return notDone, nil
+	}
+	if first == nil {
+		return nil, nil
+	}
+	agg := *first
+	agg.LastScannedAt = last
+	return &agg, nil
+}
+
+// platformChildren are an index record's platform images (attestation
+// manifests, platform unknown/unknown, left out).
+func platformChildren(rec *index.ImageRecord) []digest.Digest {
+	var out []digest.Digest
+	for _, ch := range rec.Children {
+		if ch.Platform.OS == "unknown" || ch.Platform.Architecture == "unknown" {
+			continue
+		}
+		out = append(out, ch.Digest)
+	}
+	return out
+}
+
 // severityCountsByImage counts ACTIVE findings by severity per repo@digest.
 func (a *API) severityCountsByImage(ctx context.Context) (map[string]map[string]int32, error) {
 	out := map[string]map[string]int32{}
@@ -239,6 +291,10 @@ func (a *API) ecrDescribeImages(ctx context.Context, body []byte) (any, error) {
 	out := &ecr.DescribeImagesOutput{ImageDetails: []ecrtypes.ImageDetail{}, NextToken: optString(next)}
 	for _, im := range pg {
 		cov, err := a.coverageOf(ctx, im.rec.Digest)
+		kids := platformChildren(im.rec)
+		if err == nil && im.rec.Index && len(kids) > 0 {
+			cov, err = a.indexCoverage(ctx, kids)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -258,6 +314,15 @@ func (a *API) ecrDescribeImages(ctx context.Context, body []byte) (any, error) {
 		}
 		if cov != nil && cov.LastScannedAt != nil {
 			c := counts[repo+"@"+im.rec.Digest.String()]
+			if im.rec.Index {
+				// An index's findings are its platform images'.
+				c = map[string]int32{}
+				for _, k := range kids {
+					for sev, n := range counts[repo+"@"+k.String()] {
+						c[sev] += n
+					}
+				}
+			}
 			if c == nil {
 				c = map[string]int32{}
 			}

@@ -24,6 +24,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tollgate-registry/tollgate/index"
+	"github.com/tollgate-registry/tollgate/scan"
 	"github.com/tollgate-registry/tollgate/scan/lifecycle"
 )
 
@@ -598,5 +599,53 @@ func TestSDKFindingsOfAnImageArchivedInOneRepository(t *testing.T) {
 	got = byRepo(testAPI(t, s))
 	if len(got["app"]) != 0 || got["mirror/app"]["ACTIVE"] != 3 {
 		t.Fatalf("archived in app more than FindingsRetention ago: %v", got)
+	}
+}
+
+// DescribeImages of a multi-platform tag: the index is never scanned
+// itself, so its scan status, completion time and severity counts are its
+// platform images' (an attestation manifest left out); PENDING while one
+// of them is.
+func TestSDKDescribeImagesIndexScanStatus(t *testing.T) {
+	s := newFakeStore()
+	seed(s)
+	idx, att := dgst(9), dgst(10)
+	s.images[idx] = &index.ImageRecord{Digest: idx, MediaType: "application/vnd.oci.image.index.v1+json", Index: true,
+		Children: []index.ChildImage{
+			{Digest: dgst(1), Platform: scan.Platform{OS: "linux", Architecture: "amd64"}},
+			{Digest: dgst(2), Platform: scan.Platform{OS: "linux", Architecture: "arm64"}},
+			{Digest: att, Platform: scan.Platform{OS: "unknown", Architecture: "unknown"}},
+		},
+		Repos: []index.RepoImage{{Repository: "app", Tags: []string{"multi"}, PushedAt: t0, Status: index.ImageActive}}}
+	later := t0.Add(3 * time.Hour)
+	s.coverage[dgst(2)].LastScannedAt = &later
+	describe := func() ecrtypes.ImageDetail {
+		srv := newTestServer(t, testAPI(t, s))
+		out, err := ecrClient(srv.URL).DescribeImages(context.Background(), &ecr.DescribeImagesInput{RepositoryName: aws.String("app"),
+			ImageIds: []ecrtypes.ImageIdentifier{{ImageTag: aws.String("multi")}}})
+		if err != nil || len(out.ImageDetails) != 1 {
+			t.Fatalf("DescribeImages: %v %+v", err, out)
+		}
+		return out.ImageDetails[0]
+	}
+	d := describe()
+	if d.ImageScanStatus == nil || d.ImageScanStatus.Status != ecrtypes.ScanStatusActive {
+		t.Fatalf("index scan status %+v, want ACTIVE (its platform images are scanned)", d.ImageScanStatus)
+	}
+	sum := d.ImageScanFindingsSummary
+	if sum == nil || sum.ImageScanCompletedAt == nil || !sum.ImageScanCompletedAt.Equal(later) {
+		t.Fatalf("summary %+v, want completed at the last platform image's scan %v", sum, later)
+	}
+	// app@1: CRITICAL, HIGH, LOW; app@2: CRITICAL, MEDIUM.
+	if c := sum.FindingSeverityCounts; c["CRITICAL"] != 2 || c["HIGH"] != 1 || c["MEDIUM"] != 1 || c["LOW"] != 1 {
+		t.Fatalf("counts %v, want the platform images' together", c)
+	}
+	s.coverage[dgst(2)].Reason = scan.ReasonPendingInitialScan
+	if st := describe().ImageScanStatus; st == nil || st.Status != ecrtypes.ScanStatusPending {
+		t.Fatalf("one platform image pending: %+v", st)
+	}
+	delete(s.coverage, dgst(2))
+	if st := describe().ImageScanStatus; st == nil || st.Status != ecrtypes.ScanStatusPending {
+		t.Fatalf("one platform image without coverage: %+v", st)
 	}
 }
