@@ -7,6 +7,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/tollgate-registry/tollgate/scan"
 )
@@ -34,6 +35,15 @@ func (a *API) ecrDescribeImageScanFindings(ctx context.Context, body []byte) (an
 		return nil, err
 	}
 	cov, err := a.coverageOf(ctx, im.rec.Digest)
+	// An image index is never scanned itself: its scan is its platform
+	// images', and so are its findings (as DescribeImages shows it).
+	images := map[digest.Digest]bool{im.rec.Digest: true}
+	if kids := platformChildren(im.rec); err == nil && im.rec.Index && len(kids) > 0 {
+		cov, err = a.indexCoverage(ctx, kids)
+		for _, k := range kids {
+			images[k] = true
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -45,7 +55,7 @@ func (a *API) ecrDescribeImageScanFindings(ctx context.Context, body []byte) (an
 	var views []*findingView
 	counts := map[string]int32{}
 	err = a.eachView(ctx, func(v *findingView) error {
-		if v.repo == repo && v.f.Image == im.rec.Digest && v.status == scan.FindingActive {
+		if v.repo == repo && images[v.f.Image] && v.status == scan.FindingActive {
 			views = append(views, v)
 			counts[string(v.f.Severity)]++
 		}

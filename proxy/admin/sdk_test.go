@@ -640,6 +640,15 @@ func TestSDKDescribeImagesIndexScanStatus(t *testing.T) {
 	if c := sum.FindingSeverityCounts; c["CRITICAL"] != 2 || c["HIGH"] != 1 || c["MEDIUM"] != 1 || c["LOW"] != 1 {
 		t.Fatalf("counts %v, want the platform images' together", c)
 	}
+	// DescribeImageScanFindings of the tag (what `aws ecr wait
+	// image-scan-complete` polls): the platform images' findings.
+	srv := newTestServer(t, testAPI(t, s))
+	fo, err := ecrClient(srv.URL).DescribeImageScanFindings(context.Background(), &ecr.DescribeImageScanFindingsInput{
+		RepositoryName: aws.String("app"), ImageId: &ecrtypes.ImageIdentifier{ImageTag: aws.String("multi")}})
+	if err != nil || fo.ImageScanStatus.Status != ecrtypes.ScanStatusActive || len(fo.ImageScanFindings.EnhancedFindings) != 5 ||
+		fo.ImageScanFindings.FindingSeverityCounts["CRITICAL"] != 2 {
+		t.Fatalf("DescribeImageScanFindings of the index: %v %+v", err, fo)
+	}
 	s.coverage[dgst(2)].Reason = scan.ReasonPendingInitialScan
 	if st := describe().ImageScanStatus; st == nil || st.Status != ecrtypes.ScanStatusPending {
 		t.Fatalf("one platform image pending: %+v", st)
