@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -284,6 +285,40 @@ var envVars = map[string]func(c *Config, v string) error{
 		}
 		return nil
 	},
+}
+
+// otherEnv are TOLLGATE_* variables read elsewhere: the CLI's, and the test
+// and benchmark harnesses' (names ending in "_" are prefixes).
+var otherEnv = []string{"TOLLGATE_ADMIN_URL", "TOLLGATE_ADMIN_ACCESS_KEY_ID", "TOLLGATE_ADMIN_SECRET_ACCESS_KEY",
+	"TOLLGATE_SHARED", "TOLLGATE_BENCH_", "TOLLGATE_FULLDISK_DIR", "TOLLGATE_REGISTRY", "TOLLGATE_RECORDS_KILL_CHILD",
+	"TOLLGATE_LIFECYCLE_CRASH_DIR"}
+
+// UnknownEnv returns the TOLLGATE_* variables in env (os.Environ format)
+// that nothing reads, sorted: a misspelt TOLLGATE_LOGLEVEL would otherwise
+// be ignored without a word. serve logs them as a warning.
+func UnknownEnv(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(k, "TOLLGATE_") {
+			continue
+		}
+		if _, ok := envVars[k]; ok {
+			continue
+		}
+		known := false
+		for _, o := range otherEnv {
+			if k == o || (strings.HasSuffix(o, "_") && strings.HasPrefix(k, o)) {
+				known = true
+				break
+			}
+		}
+		if !known {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func applyEnv(c *Config, env []string) error {

@@ -112,3 +112,12 @@ func normalise(c Config) Config {
 	}
 	return c
 }
+
+func TestUnknownEnv(t *testing.T) {
+	env := []string{"TOLLGATE_LOG_LEVEL=debug", "TOLLGATE_LOGLEVEL=debug", "TOLLGATE_ADMIN_URL=x", "TOLLGATE_SHARED=/s",
+		"TOLLGATE_BENCH_ROUNDS=3", "TOLLGATE_LISTN=:1", "HOME=/root", "TOLLGATE_ADMIN_SECRET_ACCESS_KEY=s"}
+	got := UnknownEnv(env)
+	if len(got) != 2 || got[0] != "TOLLGATE_LISTN" || got[1] != "TOLLGATE_LOGLEVEL" {
+		t.Fatalf("UnknownEnv = %v, want the two misspelt ones", got)
+	}
+}

@@ -92,9 +92,9 @@ func pickPlatform(ref string, rec *index.ImageRecord, want string, flagGiven boo
 	for _, ch := range kids {
 		have = append(have, ch.Platform.String())
 	}
-	what := "--platform " + want
+	what := "an image for " + want
 	if !flagGiven {
-		what = "this host's platform " + want + " (choose with --platform)"
+		what = "an image for this host's platform " + want + " (choose one with --platform)"
 	}
-	return "", fmt.Errorf("image %s is a multi-platform index without %s; its platforms: %s", ref, what, strings.Join(have, ", "))
+	return "", fmt.Errorf("image %s is a multi-platform index with no %s; its platforms: %s", ref, what, strings.Join(have, ", "))
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -135,6 +136,9 @@ restarts); the tollgate CLI reads it with the same --data-dir, or uses
 // runServe wires the server, serves until ctx ends (SIGTERM/SIGINT), then
 // shuts down within cfg.Server.ShutdownTimeout.
 func runServe(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
+	if unknown := config.UnknownEnv(os.Environ()); len(unknown) > 0 {
+		log.Warn().Strs("variables", unknown).Msg("environment variables named TOLLGATE_* that tollgate does not read (misspelt?); `tollgate serve --help` and README list the ones it does")
+	}
 	return runServeWith(ctx, cfg, log, "")
 }
 
