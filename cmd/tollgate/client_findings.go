@@ -162,7 +162,7 @@ func newFindingsCmd(g *globals) *cobra.Command {
 					rec, _ = c.lookupImage(cmd.Context(), "", "", digest.Digest(image))
 				} else {
 					var r string
-					if r, id, err = imageID(image); err != nil {
+					if r, id, err = c.imageID(cmd.Context(), image); err != nil {
 						return err
 					}
 					add("ecrImageRepositoryName", stringFilters("EQUALS", r))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -20,6 +21,29 @@ import (
 // with their platforms); nil, nil when the repository has no such image.
 // With repo "" it finds DIGEST in any repository (paging through all).
 func (c *adminClient) lookupImage(ctx context.Context, repo, tag string, d digest.Digest) (*index.ImageRecord, error) {
+	var found *index.ImageRecord
+	err := c.eachImage(ctx, repo, func(rec *index.ImageRecord) bool {
+		if repo == "" {
+			if d != "" && rec.Digest == d && slices.ContainsFunc(rec.Repos, func(ri index.RepoImage) bool { return !ri.Deleted }) {
+				found = rec
+			}
+			return found == nil
+		}
+		ri := rec.Repo(repo)
+		if ri == nil || ri.Deleted {
+			return true
+		}
+		if (d != "" && rec.Digest == d) || (d == "" && slices.Contains(ri.Tags, tag)) {
+			found = rec
+		}
+		return found == nil
+	})
+	return found, err
+}
+
+// eachImage calls fn with each image record in repo ("" all), page by page
+// (GET /v1/images), until fn returns false.
+func (c *adminClient) eachImage(ctx context.Context, repo string, fn func(rec *index.ImageRecord) bool) error {
 	next := ""
 	for {
 		q := url.Values{"maxResults": {"1000"}}
@@ -31,33 +55,52 @@ func (c *adminClient) lookupImage(ctx context.Context, repo, tag string, d diges
 		}
 		b, err := c.do(ctx, http.MethodGet, "/v1/images?"+q.Encode(), nil, nil)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		var pg admin.ImagesPage
 		if err := json.Unmarshal(b, &pg); err != nil {
-			return nil, fmt.Errorf("image records: %w", err)
+			return fmt.Errorf("image records: %w", err)
 		}
 		for i := range pg.Images {
-			rec := &pg.Images[i]
-			if repo == "" {
-				if d != "" && rec.Digest == d && slices.ContainsFunc(rec.Repos, func(ri index.RepoImage) bool { return !ri.Deleted }) {
-					return rec, nil
-				}
-				continue
-			}
-			ri := rec.Repo(repo)
-			if ri == nil || ri.Deleted {
-				continue
-			}
-			if (d != "" && rec.Digest == d) || (d == "" && slices.Contains(ri.Tags, tag)) {
-				return rec, nil
+			if !fn(&pg.Images[i]) {
+				return nil
 			}
 		}
 		if pg.NextToken == "" || pg.NextToken == next {
-			return nil, nil
+			return nil
 		}
 		next = pg.NextToken
 	}
+}
+
+// shortRef is REPO@<hex>, the way the tables print an image (12 hex
+// digits of its sha256 digest).
+var shortRef = regexp.MustCompile(`^(.+)@([0-9a-f]{7,63})$`)
+
+// imageID is the package's imageID, after a short digest (REPO@cc2d54c00000,
+// as `findings list` prints it) is expanded to the one image in REPO whose
+// sha256 digest starts with it.
+func (c *adminClient) imageID(ctx context.Context, ref string) (string, map[string]string, error) {
+	if m := shortRef.FindStringSubmatch(ref); m != nil {
+		repo, prefix := m[1], "sha256:"+m[2]
+		var found []digest.Digest
+		err := c.eachImage(ctx, repo, func(rec *index.ImageRecord) bool {
+			if ri := rec.Repo(repo); ri != nil && !ri.Deleted && strings.HasPrefix(rec.Digest.String(), prefix) {
+				found = append(found, rec.Digest)
+			}
+			return len(found) < 2
+		})
+		switch {
+		case err != nil:
+			return "", nil, err
+		case len(found) == 0:
+			return "", nil, fmt.Errorf("image %s not found", ref)
+		case len(found) > 1:
+			return "", nil, fmt.Errorf("image %s: the digest prefix names more than one image; give more of it", ref)
+		}
+		ref = repo + "@" + found[0].String()
+	}
+	return imageID(ref)
 }
 
 // platformImages are an index's children that are images of a platform

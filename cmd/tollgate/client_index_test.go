@@ -279,6 +279,19 @@ func TestClientFilterValuesChecked(t *testing.T) {
 	if s := first("--order", "asc"); s != "LOW" {
 		t.Errorf("--order asc: first %s, want LOW", s)
 	}
+	// The IMAGE column's REPO@<12 hex digits> names the image again.
+	table, err := runClient(t, append([]string{"findings", "list"}, flags...)...)
+	short := "app@" + d.Encoded()[:12]
+	if err != nil || !strings.Contains(table, short) {
+		t.Fatalf("findings list: %v\n%s", err, table)
+	}
+	if s := first("--image", short); s != "CRITICAL" {
+		t.Errorf("--image %s: first %s", short, s)
+	}
+	if _, err := runClient(t, append([]string{"findings", "list", "--image", "app@0123456789ab"}, flags...)...); err == nil ||
+		!strings.Contains(err.Error(), "image app@0123456789ab not found") {
+		t.Errorf("unknown short digest: %v", err)
+	}
 }
 
 // A CLI pointed at the wrong admin port says where to look.

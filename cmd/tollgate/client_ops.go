@@ -179,7 +179,7 @@ func newScanImageCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			repo, id, err := imageID(args[0])
+			repo, id, err := c.imageID(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -230,7 +230,7 @@ admin.sbomDir.`,
 				return fmt.Errorf("--format %q: want cyclonedx or spdx", format)
 			}
 			ref := args[0]
-			repo, id, err := imageID(ref)
+			repo, id, err := c.imageID(cmd.Context(), ref)
 			if err != nil {
 				return err
 			}
@@ -294,7 +294,7 @@ func newStorageClassCmd(g *globals, archive bool) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			repo, id, err := imageID(args[0])
+			repo, id, err := c.imageID(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
