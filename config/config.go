@@ -11,6 +11,8 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -257,10 +259,75 @@ func decodeStrict(b []byte, c *Config) error {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return err
+		return yamlPaths(err)
 	}
 	return nil
 }
+
+// goTypeRef matches the Go type yaml.v3 names in its errors ("field listn
+// not found in type config.Server").
+var goTypeRef = regexp.MustCompile(`in type config\.(\w+)`)
+
+// sectionOf maps each configuration struct's Go type name to its YAML path
+// ("" for the top level), from the yaml tags.
+var sectionOf = func() map[string]string {
+	m := map[string]string{}
+	var walk func(t reflect.Type, path string)
+	walk = func(t reflect.Type, path string) {
+		for t.Kind() == reflect.Slice || t.Kind() == reflect.Pointer {
+			t = t.Elem()
+			if path != "" && !strings.HasSuffix(path, "[]") {
+				path += "[]"
+			}
+		}
+		if t.Kind() != reflect.Struct || t.PkgPath() != reflect.TypeFor[Config]().PkgPath() {
+			return
+		}
+		if _, seen := m[t.Name()]; !seen {
+			m[t.Name()] = path
+		}
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			p := name
+			if path != "" {
+				p = path + "." + name
+			}
+			walk(f.Type, p)
+		}
+	}
+	walk(reflect.TypeFor[Config](), "")
+	return m
+}()
+
+// yamlPaths rewrites yaml.v3's Go type names into the YAML section they
+// decode (`in section "server"`), which is what a user edits.
+func yamlPaths(err error) error {
+	msg := goTypeRef.ReplaceAllStringFunc(err.Error(), func(s string) string {
+		sec, ok := sectionOf[goTypeRef.FindStringSubmatch(s)[1]]
+		switch {
+		case !ok:
+			return s
+		case sec == "":
+			return "at the top level"
+		}
+		return fmt.Sprintf("in section %q", sec)
+	})
+	return &yamlError{msg: msg, err: err}
+}
+
+// yamlError is a YAML decoding error with its message in YAML terms; it
+// unwraps to yaml.v3's error.
+type yamlError struct {
+	msg string
+	err error
+}
+
+func (e *yamlError) Error() string { return e.msg }
+func (e *yamlError) Unwrap() error { return e.err }
 
 // envVars maps environment variables onto fields.
 var envVars = map[string]func(c *Config, v string) error{

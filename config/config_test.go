@@ -1,13 +1,16 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
 )
 
 func TestDefaultIsValid(t *testing.T) {
@@ -119,5 +122,26 @@ func TestUnknownEnv(t *testing.T) {
 	got := UnknownEnv(env)
 	if len(got) != 2 || got[0] != "TOLLGATE_LISTN" || got[1] != "TOLLGATE_LOGLEVEL" {
 		t.Fatalf("UnknownEnv = %v, want the two misspelt ones", got)
+	}
+}
+
+// Unknown keys are reported by their YAML section, not the Go type that
+// decodes it, and the error still unwraps to yaml.v3's.
+func TestUnknownKeysNamedBySection(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	yml := "server:\n  listn: \":1\"\npolicy:\n  - repositoryFilter: x\n    severty: HIGH\nbogus: 1\n"
+	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(path, []string{})
+	var te *yaml.TypeError
+	if err == nil || !errors.As(err, &te) {
+		t.Fatalf("Load: %v, want a yaml.TypeError inside", err)
+	}
+	for _, want := range []string{`line 2: field listn not found in section "server"`, `line 5: field severty not found in section "policy[]"`,
+		"line 6: field bogus not found at the top level"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
 	}
 }
