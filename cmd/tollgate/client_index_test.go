@@ -125,10 +125,7 @@ func TestClientCommandsMultiPlatform(t *testing.T) {
 // them, by tag and by the index's bare digest.
 func TestFindingsListIndexBeyondFilterLimit(t *testing.T) {
 	ctx := context.Background()
-	db := openTestDB(t)
-	recs := index.NewRecords(db, index.RecordsOptions{})
-	fs := index.NewFindingStore(db)
-	now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	db, recs, fs, now := findingsFixture(t)
 	finding := func(d digest.Digest, id string, sev scan.Severity) {
 		pkg := scan.Package{Name: "pkg", Version: "1.0", Ecosystem: "npm", Kind: scan.KindLang, Path: "app/package-lock.json", PURL: "pkg:npm/pkg@1.0"}
 		f := scan.Finding{ID: id, VulnerabilityID: id, AdvisoryID: id, Title: "t", Severity: sev, FixAvailable: "NO", Package: pkg}
@@ -226,10 +223,7 @@ func serveAdminAPI(t *testing.T, db *index.DB, recs *index.Records, api *admin.A
 // default order (highest severity first).
 func TestClientFilterValuesChecked(t *testing.T) {
 	ctx := context.Background()
-	db := openTestDB(t)
-	recs := index.NewRecords(db, index.RecordsOptions{})
-	fs := index.NewFindingStore(db)
-	now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	db, recs, fs, now := findingsFixture(t)
 	d := digest.FromString("app")
 	if err := recs.Record(ctx, index.Event{Kind: index.EventPush, Repository: "app", Digest: d, Tag: "v1", At: now}); err != nil {
 		t.Fatal(err)
@@ -303,4 +297,12 @@ func TestClientConnectionRefusedHint(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--admin-url or TOLLGATE_ADMIN_URL") {
 		t.Fatalf("err %v", err)
 	}
+}
+
+// findingsFixture is a Badger index in a temp dir with its records and
+// finding store, and the tests' clock.
+func findingsFixture(t *testing.T) (*index.DB, *index.Records, *index.FindingStore, time.Time) {
+	t.Helper()
+	db := openTestDB(t)
+	return db, index.NewRecords(db, index.RecordsOptions{}), index.NewFindingStore(db), time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 }

@@ -87,13 +87,7 @@ func BenchmarkQueueThroughput(b *testing.B) {
 // (the proxy calls Observe before sending the manifest body).
 func BenchmarkObservePull(b *testing.B) {
 	ctx := context.Background()
-	db, err := index.Open(b.TempDir(), index.Options{Logger: zerolog.Nop()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	recs := newFakeRecords()
-	svc := New(Options{DB: db, Logger: zerolog.Nop(), Clock: &fakeClock{t: t0}, Records: recs, Scanner: newFakeScanner()})
+	svc, recs := observeBench(b)
 	d := digest.FromString("pulled")
 	ev := index.Event{Kind: index.EventPush, Repository: "bench/app", Digest: d, At: t0}
 	if err := recs.Record(ctx, ev); err != nil {
@@ -119,13 +113,7 @@ func BenchmarkObservePull(b *testing.B) {
 // job written.
 func BenchmarkObservePush(b *testing.B) {
 	ctx := context.Background()
-	db, err := index.Open(b.TempDir(), index.Options{Logger: zerolog.Nop()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	recs := newFakeRecords()
-	svc := New(Options{DB: db, Logger: zerolog.Nop(), Clock: &fakeClock{t: t0}, Records: recs, Scanner: newFakeScanner()})
+	svc, recs := observeBench(b)
 	evs := make([]index.Event, b.N)
 	for i := range evs {
 		evs[i] = index.Event{Kind: index.EventPush, Repository: "bench/app", Digest: digest.FromString(fmt.Sprint("pushed", i)), At: t0}
@@ -139,4 +127,17 @@ func BenchmarkObservePush(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// observeBench is a Service on a real Badger in a temp dir with fake
+// records and scanner, for the Observe benchmarks.
+func observeBench(b *testing.B) (*Service, *fakeRecords) {
+	b.Helper()
+	db, err := index.Open(b.TempDir(), index.Options{Logger: zerolog.Nop()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = db.Close() })
+	recs := newFakeRecords()
+	return New(Options{DB: db, Logger: zerolog.Nop(), Clock: &fakeClock{t: t0}, Records: recs, Scanner: newFakeScanner()}), recs
 }
