@@ -79,8 +79,24 @@ var shortRef = regexp.MustCompile(`^(.+)@([0-9a-f]{7,63})$`)
 
 // imageID is the package's imageID, after a short digest (REPO@cc2d54c00000,
 // as `findings list` prints it) is expanded to the one image in REPO whose
-// sha256 digest starts with it.
+// sha256 digest starts with it, and a bare sha256 digest to the first
+// repository holding it.
 func (c *adminClient) imageID(ctx context.Context, ref string) (string, map[string]string, error) {
+	if d := digest.Digest(ref); strings.HasPrefix(ref, "sha256:") && d.Validate() == nil {
+		// A bare digest: the image in the first repository that holds it.
+		rec, err := c.lookupImage(ctx, "", "", d)
+		if err != nil {
+			return "", nil, err
+		}
+		if rec != nil {
+			for _, ri := range rec.Repos {
+				if !ri.Deleted {
+					return imageID(ri.Repository + "@" + ref)
+				}
+			}
+		}
+		return "", nil, fmt.Errorf("image %s not found", ref)
+	}
 	if m := shortRef.FindStringSubmatch(ref); m != nil {
 		repo, prefix := m[1], "sha256:"+m[2]
 		var found []digest.Digest

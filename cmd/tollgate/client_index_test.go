@@ -236,7 +236,8 @@ func TestClientFilterValuesChecked(t *testing.T) {
 	if _, err := fs.Replace(ctx, d, fl, now); err != nil {
 		t.Fatal(err)
 	}
-	api := admin.NewAPI(admin.APIOptions{Findings: fs, Images: recs, Filters: index.NewFilters(db), Logger: zerolog.Nop()})
+	scans := &cliScans{}
+	api := admin.NewAPI(admin.APIOptions{Findings: fs, Images: recs, Filters: index.NewFilters(db), Scanner: scans, Logger: zerolog.Nop()})
 	flags := []string{"--admin-url", serveAdminAPI(t, db, recs, api).URL, "--token", "tok"}
 
 	for _, c := range []struct {
@@ -281,6 +282,14 @@ func TestClientFilterValuesChecked(t *testing.T) {
 	}
 	if s := first("--image", short); s != "CRITICAL" {
 		t.Errorf("--image %s: first %s", short, s)
+	}
+	// scan-image takes the bare digest too (its repository looked up).
+	if _, err := runClient(t, append([]string{"scan-image", d.String()}, flags...)...); err != nil || len(scans.got) != 1 || scans.got[0] != "app@"+d.String() {
+		t.Errorf("scan-image of a bare digest: %v, scans %v", err, scans.got)
+	}
+	if _, err := runClient(t, append([]string{"scan-image", digest.FromString("nope").String()}, flags...)...); err == nil ||
+		!strings.Contains(err.Error(), "not found") {
+		t.Errorf("scan-image of an unknown bare digest: %v", err)
 	}
 	if _, err := runClient(t, append([]string{"findings", "list", "--image", "app@0123456789ab"}, flags...)...); err == nil ||
 		!strings.Contains(err.Error(), "image app@0123456789ab not found") {
