@@ -37,6 +37,20 @@ type ChildImage struct {
 	Platform scan.Platform `json:"platform"`
 }
 
+// PlatformImages are an index record's children that are images of a
+// platform: attestation manifests (platform unknown/unknown, as BuildKit
+// writes them) are left out.
+func (r *ImageRecord) PlatformImages() []ChildImage {
+	var out []ChildImage
+	for _, ch := range r.Children {
+		if ch.Platform.OS == "unknown" || ch.Platform.Architecture == "unknown" {
+			continue
+		}
+		out = append(out, ch)
+	}
+	return out
+}
+
 // RepoImage is the image as it exists in one repository.
 type RepoImage struct {
 	Repository   string     `json:"repository"`

@@ -177,12 +177,12 @@ func newFindingsCmd(g *globals) *cobra.Command {
 					}
 				}
 				switch {
-				case rec != nil && rec.Index && len(platformImages(rec)) > 0:
+				case rec != nil && rec.Index && len(rec.PlatformImages()) > 0:
 					// An image index has no findings of its own: its
 					// platform images (children, which carry no tag) do.
 					platforms = map[string]string{}
 					var hashes []string
-					for _, ch := range platformImages(rec) {
+					for _, ch := range rec.PlatformImages() {
 						platforms[ch.Digest.String()] = ch.Platform.String()
 						hashes = append(hashes, ch.Digest.String())
 					}

@@ -119,24 +119,11 @@ func (c *adminClient) imageID(ctx context.Context, ref string) (string, map[stri
 	return imageID(ref)
 }
 
-// platformImages are an index's children that are images of a platform
-// (attestation manifests, platform unknown/unknown, left out).
-func platformImages(rec *index.ImageRecord) []index.ChildImage {
-	var out []index.ChildImage
-	for _, ch := range rec.Children {
-		if ch.Platform.OS == "unknown" || ch.Platform.Architecture == "unknown" {
-			continue
-		}
-		out = append(out, ch)
-	}
-	return out
-}
-
 // pickPlatform returns the child of the index for want (os/arch[/variant];
 // without a variant the first child of os/arch), or an error listing the
 // platforms there are.
 func pickPlatform(ref string, rec *index.ImageRecord, want string, flagGiven bool) (digest.Digest, error) {
-	kids := platformImages(rec)
+	kids := rec.PlatformImages()
 	parts := strings.Split(want, "/")
 	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
 		return "", fmt.Errorf("--platform %q: want os/arch[/variant], e.g. linux/arm64/v8", want)

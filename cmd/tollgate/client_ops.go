@@ -241,7 +241,7 @@ admin.sbomDir.`,
 			switch {
 			case lerr == nil && rec == nil:
 				return fmt.Errorf("image %s not found", ref)
-			case lerr == nil && rec.Index && len(platformImages(rec)) > 0:
+			case lerr == nil && rec.Index && len(rec.PlatformImages()) > 0:
 				want := platform
 				if want == "" {
 					want = runtime.GOOS + "/" + runtime.GOARCH

@@ -164,14 +164,10 @@ func (a *API) indexCoverage(ctx context.Context, children []digest.Digest) (*ind
 	return &agg, nil
 }
 
-// platformChildren are an index record's platform images (attestation
-// manifests, platform unknown/unknown, left out).
+// platformChildren are the digests of an index record's platform images.
 func platformChildren(rec *index.ImageRecord) []digest.Digest {
 	var out []digest.Digest
-	for _, ch := range rec.Children {
-		if ch.Platform.OS == "unknown" || ch.Platform.Architecture == "unknown" {
-			continue
-		}
+	for _, ch := range rec.PlatformImages() {
 		out = append(out, ch.Digest)
 	}
 	return out
